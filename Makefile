@@ -1,0 +1,70 @@
+# TargetGrid. Quick start: `make run` (serve) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WS_PORT ?= 8001
+WORKERS ?= 2
+CONCURRENCY ?= 2
+
+.PHONY: run test install install-dev install-prod web worker beat bench migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+$(VENV)/.installed-prod: requirements.txt requirements-prod.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-prod.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+install-prod: $(VENV)/.installed-prod
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+## Embedded default: SQLite, in-process queue, in-memory channel layer; HTTP + WebSocket on :$(PORT).
+run: migrate
+	$(BIN)/python manage.py bootstrap
+	@echo "TargetGrid on http://$(HOST):$(PORT)/  (API: /api/, health: /health, WebSocket: /ws/scores/)"
+	$(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+## The suite on SQLite; again on MariaDB/MySQL + Redis + a real Celery worker when
+## TEST_DATABASE_URL / TEST_REDIS_URL are set.
+test: install-dev
+	env -u TEST_DATABASE_URL -u TEST_REDIS_URL $(BIN)/pytest -q
+	@if [ -n "$$TEST_DATABASE_URL$$TEST_REDIS_URL" ]; then \
+		$(MAKE) --no-print-directory install-prod && \
+		echo "== again against TEST_DATABASE_URL=$$TEST_DATABASE_URL TEST_REDIS_URL=$$TEST_REDIS_URL" && \
+		$(BIN)/pytest -q; \
+	fi
+
+## Production processes (DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS, TARGETGRID_ENV=production).
+## REST API on WSGI (gunicorn, :$(PORT)); WebSockets on daphne (:$(WS_PORT)); route /ws/ to it.
+web: install-prod
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/daphne -b $(HOST) -p $(WS_PORT) config.asgi:application & \
+	$(BIN)/gunicorn config.wsgi -b $(HOST):$(PORT) -w $(WORKERS) --access-logfile - ; \
+	kill %1 2>/dev/null || true
+
+worker: install-prod
+	$(BIN)/celery -A config worker -l info -c $(CONCURRENCY)
+
+beat: install-prod
+	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
+
+bench: install-dev
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,38 @@
+"""ASGI entry point: HTTP (Django) and WebSockets (Channels), served by daphne."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from realtime.auth import WebsocketAuthMiddleware  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+
+class EmbeddedWorkerStarter:
+    """Starts the in-process scoring worker on the server's event loop (embedded mode only)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if settings.TARGETGRID_QUEUE == "embedded" and scope["type"] in ("http", "websocket"):
+            from scoring.embedded import worker
+
+            worker.ensure_started()
+        return await self.app(scope, receive, send)
+
+
+application = EmbeddedWorkerStarter(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        }
+    )
+)

@@ -1,0 +1,312 @@
+"""TargetGrid settings.
+
+Everything comes from environment variables with an embedded default that works on a laptop:
+
+* unset ``DATABASE_URL``  -> SQLite file under ``TARGETGRID_DATA_DIR`` (WAL, IMMEDIATE transactions)
+* unset ``REDIS_URL``     -> in-process queue, in-memory channel layer, local-memory cache
+* ``REDIS_URL`` set       -> Celery broker, cache and channels-redis on it
+* ``TARGETGRID_ENV=production`` -> refuses to start with an unsafe ``SECRET_KEY`` or ``DEBUG``
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in (env(name, default) or "").split(",") if item.strip()]
+
+
+TARGETGRID_ENV = env("TARGETGRID_ENV", "development")
+PRODUCTION = TARGETGRID_ENV == "production"
+DATA_DIR = Path(env("TARGETGRID_DATA_DIR", str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+
+_INSECURE_PREFIX = "django-insecure"
+
+
+def _secret_key() -> str:
+    key = env("SECRET_KEY")
+    if PRODUCTION:
+        if not key or key.startswith(_INSECURE_PREFIX) or len(key) < 50 or len(set(key)) < 5:
+            raise ImproperlyConfigured(
+                "TARGETGRID_ENV=production needs SECRET_KEY set to a random string of at least 50 "
+                "characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))')."
+            )
+        return key
+    if key:
+        return key
+    # Embedded default: one random key per data directory, kept across restarts.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(64))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("TARGETGRID_ENV=production refuses DEBUG=1: unset DEBUG or set DEBUG=0.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("TARGETGRID_ENV=production needs ALLOWED_HOSTS (comma-separated host names).")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "corsheaders",
+    "channels",
+    "import_export",
+    "leads",
+    "events",
+    "scoring",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+
+DATABASE_URL = env("DATABASE_URL")
+
+
+def database_config(url: str | None) -> dict:
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "targetgrid.sqlite3"),
+            "OPTIONS": {
+                # WAL + IMMEDIATE: concurrent writers queue on the write lock instead of failing
+                # with "database is locked" (see shared/MEASURED.md).
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.mysql":
+        config.setdefault("OPTIONS", {})
+        config["OPTIONS"].update(
+            {
+                "charset": "utf8mb4",
+                # READ COMMITTED: a worker that has locked a lead sees every committed event row.
+                "isolation_level": "read committed",
+                "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+            }
+        )
+    return config
+
+
+DATABASES = {"default": database_config(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: queue, cache, channel layer -----------------------------------------------------
+
+REDIS_URL = env("REDIS_URL")
+
+# How scoring work is dispatched: "celery" (REDIS_URL set), "embedded" (an asyncio task inside
+# the web server process) or "inline" (synchronously after commit; tests and one-shot commands).
+TARGETGRID_QUEUE = env("TARGETGRID_QUEUE", "celery" if REDIS_URL else "embedded")
+if TARGETGRID_QUEUE not in {"celery", "embedded", "inline"}:
+    raise ImproperlyConfigured("TARGETGRID_QUEUE must be one of celery, embedded, inline")
+if TARGETGRID_QUEUE == "celery" and not REDIS_URL:
+    raise ImproperlyConfigured("TARGETGRID_QUEUE=celery needs REDIS_URL (the Celery broker).")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "tg",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # The default capacity (100) silently drops messages under bursts.
+                "capacity": env_int("CHANNELS_CAPACITY", 20000),
+                "expiry": 60,
+                "prefix": "tg:asgi",
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": env_int("CHANNELS_CAPACITY", 20000), "expiry": 60},
+        }
+    }
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish must not hang a request when the broker is down: the event row is already stored
+# and the periodic sweep re-enqueues it.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": 30.0},
+}
+
+# --- TargetGrid behaviour -------------------------------------------------------------------
+
+# "refold": a late event is applied at its event-time position (default).
+# "drop": the seed's behaviour: late events are stored as skipped and never scored.
+TARGETGRID_LATE_EVENTS = env("TARGETGRID_LATE_EVENTS", "refold")
+if TARGETGRID_LATE_EVENTS not in {"refold", "drop"}:
+    raise ImproperlyConfigured("TARGETGRID_LATE_EVENTS must be 'refold' or 'drop'")
+TARGETGRID_BATCH_MAX = env_int("TARGETGRID_BATCH_MAX", 10_000)
+TARGETGRID_PROCESS_CHUNK = env_int("TARGETGRID_PROCESS_CHUNK", 1000)
+TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
+TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
+
+# --- API ------------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "events.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["events.authentication.IsApiKeyOrStaff"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# A 10,000-event batch is a few MB of JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024)
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
+CORS_URLS_REGEX = r"^/(api|v1|webhooks)/.*$"
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,21 @@
+"""Test settings: the embedded default (SQLite in memory, inline scoring) unless TEST_DATABASE_URL /
+TEST_REDIS_URL point the suite at a real MariaDB/MySQL and Redis."""
+
+import os
+import tempfile
+
+os.environ.setdefault("TARGETGRID_QUEUE", "inline")
+os.environ.setdefault("TARGETGRID_DATA_DIR", os.path.join(tempfile.gettempdir(), "targetgrid-test"))
+for name in ("DATABASE_URL", "REDIS_URL"):
+    os.environ.pop(name, None)
+if os.environ.get("TEST_DATABASE_URL"):
+    os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
+if os.environ.get("TEST_REDIS_URL"):
+    os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+
+from .settings import *  # noqa: E402,F403
+from .settings import DATABASES  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+
+from .errors import api_not_found
+from .health import health
+
+api_patterns = [
+    path("", include("leads.urls")),
+    path("", include("events.urls")),
+    path("", include("scoring.urls")),
+    re_path(r"^.*$", api_not_found),
+]
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("health/", health),
+    path("api/", include(api_patterns)),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]

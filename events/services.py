@@ -1,0 +1,183 @@
+"""The one way in for events: every adapter (REST, batch, webhook, upload, import, Segment) calls
+:func:`event_ingest`. The stored row is the source of truth; scoring is enqueued after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from leads.models import Lead
+from leads.services import leads_ensure_for_emails
+from scoring.dispatch import events_enqueue
+from scoring.selectors import known_event_types
+
+from .models import ApiKey, Event
+from .validation import validate_event
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+
+@dataclass
+class ItemResult:
+    index: int
+    event_id: str | None
+    status: str
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    event: Event | None = None
+    # True when the only problem is a lead_id that does not exist (a 404 for a single event).
+    lead_not_found: bool = False
+
+
+@dataclass
+class IngestResult:
+    items: list[ItemResult]
+
+    def count(self, status: str) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {
+            "received": len(self.items),
+            ACCEPTED: self.count(ACCEPTED),
+            DUPLICATE: self.count(DUPLICATE),
+            REJECTED: self.count(REJECTED),
+        }
+
+
+def event_ingest(*, items: Sequence, source: str, with_events: bool = False) -> IngestResult:
+    """Validate, deduplicate and store events; enqueue the new ones for scoring after commit.
+
+    Every valid item is stored even when others in the batch are invalid. ``with_events`` loads the
+    stored Event of each accepted/duplicate item (the single-event API returns it).
+    """
+    now = timezone.now()
+    results: list[ItemResult] = []
+    valid: list[tuple[ItemResult, object]] = []
+    for index, raw in enumerate(items):
+        parsed, errors = validate_event(raw, now=now)
+        event_id = parsed.event_id if parsed else _raw_event_id(raw)
+        result = ItemResult(index=index, event_id=event_id, status=REJECTED if errors else ACCEPTED, errors=errors)
+        results.append(result)
+        if parsed:
+            valid.append((result, parsed))
+
+    if valid:
+        types = known_event_types()
+        for result, parsed in valid:
+            if parsed.event_type not in types:
+                result.status = REJECTED
+                known = ", ".join(sorted(types)) or "none (add a scoring rule first)"
+                result.errors = {"event_type": [f"unknown event type {parsed.event_type!r}; known types: {known}"]}
+        valid = [(r, p) for r, p in valid if r.status == ACCEPTED]
+
+    # Duplicates inside the request: the first occurrence wins.
+    seen: set[str] = set()
+    unique = []
+    for result, parsed in valid:
+        if parsed.event_id in seen:
+            result.status = DUPLICATE
+            continue
+        seen.add(parsed.event_id)
+        unique.append((result, parsed))
+
+    if unique:
+        _store(unique, source=source, now=now)
+
+    if with_events:
+        ids = [r.event_id for r in results if r.status in (ACCEPTED, DUPLICATE)]
+        by_event_id = {e.event_id: e for e in Event.objects.filter(event_id__in=ids)}
+        for result in results:
+            if result.status in (ACCEPTED, DUPLICATE):
+                result.event = by_event_id.get(result.event_id)
+
+    duplicates = [r.event_id for r in results if r.status == DUPLICATE]
+    if duplicates:
+        logger.info("duplicate events ignored (source=%s): %s", source, ", ".join(duplicates[:20]))
+    return IngestResult(items=results)
+
+
+def _raw_event_id(raw) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("event_id"), (str, int)):
+        return str(raw["event_id"])[:255]
+    return None
+
+
+def _store(unique, *, source: str, now) -> None:
+    # Already stored earlier: answered as duplicates, nothing written.
+    existing = set(Event.objects.filter(event_id__in=[p.event_id for _, p in unique]).values_list("event_id", flat=True))
+    pending = []
+    for result, parsed in unique:
+        if parsed.event_id in existing:
+            result.status = DUPLICATE
+        else:
+            pending.append((result, parsed))
+    if not pending:
+        return
+
+    lead_ids = {p.lead_id for _, p in pending if p.lead_id}
+    known_leads = set(Lead.objects.filter(pk__in=lead_ids).values_list("pk", flat=True)) if lead_ids else set()
+    to_write = []
+    for result, parsed in pending:
+        if parsed.lead_id and parsed.lead_id not in known_leads:
+            result.status = REJECTED
+            result.lead_not_found = True
+            result.errors = {"lead_id": [f"no lead with id {parsed.lead_id}"]}
+        else:
+            to_write.append((result, parsed))
+    if not to_write:
+        return
+
+    with transaction.atomic():
+        by_email = leads_ensure_for_emails(emails={p.email for _, p in to_write if p.email})
+        rows = []
+        for result, parsed in to_write:
+            rows.append(
+                Event(
+                    id=uuid.uuid4(),
+                    event_id=parsed.event_id,
+                    lead_id=parsed.lead_id or by_email[parsed.email],
+                    event_type=parsed.event_type,
+                    timestamp=parsed.timestamp,
+                    received_at=now,
+                    metadata=parsed.metadata,
+                    source=source,
+                )
+            )
+        # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
+        # order the scoring workers lock them, so ingest and scoring never deadlock.
+        rows.sort(key=lambda event: event.lead_id)
+        Event.objects.bulk_create(rows, ignore_conflicts=True)
+        stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))
+        accepted = []
+        by_event_id = {row.event_id: row.id for row in rows}
+        for result, parsed in to_write:
+            stored_pk = stored.get(parsed.event_id)
+            if stored_pk is None:
+                # The lead vanished between validation and insert (deleted concurrently).
+                result.status = REJECTED
+                result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
+            elif stored_pk != by_event_id[parsed.event_id]:
+                result.status = DUPLICATE  # a concurrent request stored the same event_id first
+            else:
+                accepted.append(stored_pk)
+        if accepted:
+            events_enqueue(event_ids=accepted)
+
+
+def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+    """Create an API key; returns the row and the raw key (shown once, never stored)."""
+    import secrets
+
+    raw_key = ApiKey.PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(name=name, key_hash=ApiKey.hash_key(raw_key), key_prefix=raw_key[:10])
+    return api_key, raw_key

@@ -1,0 +1,57 @@
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import error_response
+from config.pagination import paginate
+from scoring.selectors import score_history
+from scoring.serializers import ScoreChangeOutputSerializer
+
+from .models import Lead
+from .selectors import leaderboard_top, lead_list
+from .serializers import LeaderboardQuerySerializer, LeadCreateSerializer, LeadListQuerySerializer, LeadOutputSerializer
+from .services import LeadAlreadyExists, lead_create
+
+
+class LeadListCreateApi(APIView):
+    write_permission = "leads.add_lead"
+
+    def get(self, request):
+        query = LeadListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return paginate(request, self, lead_list(**query.validated_data), LeadOutputSerializer)
+
+    def post(self, request):
+        data = LeadCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            lead = lead_create(**data.validated_data)
+        except LeadAlreadyExists as exc:
+            return error_response(
+                f"A lead with e-mail {exc.lead.email} already exists.",
+                status_code=status.HTTP_409_CONFLICT,
+                errors={"email": ["a lead with this e-mail already exists"]},
+                lead_id=str(exc.lead.id),
+            )
+        return Response(LeadOutputSerializer(lead).data, status=status.HTTP_201_CREATED)
+
+
+class LeadDetailApi(APIView):
+    def get(self, request, lead_id):
+        return Response(LeadOutputSerializer(get_object_or_404(Lead, pk=lead_id)).data)
+
+
+class LeaderboardApi(APIView):
+    def get(self, request):
+        query = LeaderboardQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        leaders = leaderboard_top(limit=query.validated_data["limit"])
+        rows = LeadOutputSerializer(leaders, many=True).data
+        return Response({"results": [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]})
+
+
+class LeadScoreHistoryApi(APIView):
+    def get(self, request, lead_id):
+        get_object_or_404(Lead.objects.only("id"), pk=lead_id)
+        return paginate(request, self, score_history(lead_id=lead_id), ScoreChangeOutputSerializer)

@@ -1,0 +1,83 @@
+"""WebSocket consumers: ``/ws/scores/`` (every score change + the leaderboard) and
+``/ws/leads/<id>/`` (one lead). Server-to-client only; frames are JSON objects with a ``type``."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from leads.models import Lead
+
+from . import groups
+from .auth import scope_is_authorized
+from .broadcast import leaderboard_payload
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    group_names: list[str] = []
+
+    async def connect(self):
+        if not scope_is_authorized(self.scope):
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.joined: list[str] = []
+        groups_to_join = await self.get_groups()
+        if groups_to_join is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        for name in groups_to_join:
+            await self.channel_layer.group_add(name, self.channel_name)
+            self.joined.append(name)
+        await self.accept()
+        await self.on_accepted()
+
+    async def get_groups(self) -> list[str] | None:
+        return list(self.group_names)
+
+    async def on_accepted(self) -> None:
+        pass
+
+    async def disconnect(self, code):
+        for name in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    # Channel-layer handlers -------------------------------------------------------------
+
+    async def score_changes(self, message):
+        for change in message["changes"]:
+            await self.send_json({"type": "score.changed", **change})
+
+    async def score_changed(self, message):
+        await self.send_json(message)
+
+    async def leaderboard_updated(self, message):
+        await self.send_json(message)
+
+    async def import_progress(self, message):
+        await self.send_json(message)
+
+
+class ScoresConsumer(LiveConsumer):
+    group_names = [groups.EVENTS, groups.LEADERBOARD]
+
+    async def on_accepted(self) -> None:
+        await self.send_json(await database_sync_to_async(leaderboard_payload)())
+
+
+class LeadConsumer(LiveConsumer):
+    async def get_groups(self) -> list[str] | None:
+        lead_id = self.scope["url_route"]["kwargs"]["lead_id"]
+        exists = await database_sync_to_async(Lead.objects.filter(pk=lead_id).exists)()
+        return [groups.lead_group(lead_id)] if exists else None
+
+
+class ImportConsumer(LiveConsumer):
+    async def get_groups(self) -> list[str] | None:
+        return [groups.import_group(self.scope["url_route"]["kwargs"]["import_id"])]

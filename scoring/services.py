@@ -1,0 +1,270 @@
+"""The one place where scores change.
+
+:func:`events_process` scores any number of pending events for any number of leads in one
+transaction: it locks the leads (pk order), folds each lead's new events into its timeline with the
+pure engine, writes the ScoreChange rows and the leads in bulk, and broadcasts after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from events.models import Event, EventStatus
+from leads.models import Lead
+from leads.services import leads_lock
+
+from . import engine
+from .models import ScoreChange
+from .selectors import rule_points_by_type
+
+logger = logging.getLogger(__name__)
+
+# MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout. SQLite: "database is locked".
+RETRYABLE_MYSQL_CODES = {1205, 1213}
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    processed: int
+    skipped: int
+    changes: list[dict]
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    code = exc.args[0] if exc.args else None
+    return code in RETRYABLE_MYSQL_CODES or "database is locked" in str(exc)
+
+
+def events_process(*, event_ids: Sequence, attempts: int = 5) -> ProcessResult:
+    """Score the given events (those still pending); safe to call twice with the same ids."""
+    ids = [uuid.UUID(str(pk)) for pk in event_ids]
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                result = _process_locked(ids)
+                if result.changes:
+                    changes = result.changes
+                    transaction.on_commit(lambda: _broadcast(changes))
+            return result
+        except OperationalError as exc:
+            if attempt == attempts or not _is_retryable(exc):
+                raise
+            logger.info("retrying scoring after %s (attempt %d)", exc, attempt)
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _broadcast(changes: list[dict]) -> None:
+    from realtime.broadcast import broadcast_score_changes
+
+    try:
+        broadcast_score_changes(changes)
+    except Exception:  # a broadcast failure must never undo or repeat committed scoring
+        logger.exception("broadcasting %d score changes failed", len(changes))
+
+
+def _key(timestamp, event_id) -> engine.EventKey:
+    return engine.EventKey(timestamp, event_id)
+
+
+def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
+    lead_ids = set(
+        Event.objects.filter(pk__in=ids, status=EventStatus.PENDING).values_list("lead_id", flat=True).distinct()
+    )
+    if not lead_ids:
+        return ProcessResult(0, 0, [])
+    leads = leads_lock(lead_ids=lead_ids)
+    # Re-read under the lead locks: only this transaction can process these leads' events now.
+    events = list(
+        Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).only(
+            "id", "event_id", "lead_id", "event_type", "timestamp"
+        )
+    )
+    if not events:
+        return ProcessResult(0, 0, [])
+    points_by_type = rule_points_by_type()
+    policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
+    now = timezone.now()
+
+    by_lead: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    for event in events:
+        by_lead[event.lead_id].append(event)
+
+    score_changes: list[ScoreChange] = []
+    event_updates: dict[uuid.UUID, Event] = {}
+    refold_updates: list[Event] = []
+    changed_leads: list[Lead] = []
+    broadcasts: list[dict] = []
+    skipped = 0
+
+    for lead_id in sorted(by_lead):
+        lead = leads[lead_id]
+        new_events = sorted(by_lead[lead_id], key=lambda e: (e.timestamp, e.event_id))
+        scored = {
+            e.id: engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, points_by_type.get(e.event_type) or 0)
+            for e in new_events
+        }
+        last_key = (
+            _key(lead.last_processed_event_time, lead.last_processed_event_id)
+            if lead.last_processed_event_time
+            else None
+        )
+        base = engine.FoldState(lead.current_score, last_key)
+        tail: list[engine.TailEntry] = []
+        stored_by_event_id: dict[str, Event] = {}
+        earliest = scored[new_events[0].id].key
+        if last_key is not None and earliest < last_key and policy is engine.LatePolicy.REFOLD:
+            base, tail, stored_by_event_id = _load_tail(lead_id, earliest, points_by_type)
+        timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
+
+        for event in new_events:
+            step = timeline.apply(scored[event.id])
+            if step is None:  # cannot happen for pending rows (event_id is unique); keep it harmless
+                continue
+            event.processed_at = now
+            event.points = step.event.points
+            event.late = step.late
+            if step.skipped:
+                skipped += 1
+                event.status = EventStatus.SKIPPED
+                event.processed = True
+                event.error = step.reason
+                event_updates[event.id] = event
+                logger.info("late event %s for lead %s skipped (TARGETGRID_LATE_EVENTS=drop)", event.event_id, lead_id)
+                continue
+            event.status = EventStatus.PROCESSED
+            event.processed = True
+            event_updates[event.id] = event
+            score_changes.append(
+                ScoreChange(
+                    lead_id=lead_id,
+                    event_id=event.id,
+                    event_type=event.event_type,
+                    previous_score=step.previous_score,
+                    new_score=step.new_score,
+                    delta=step.delta,
+                    reason=step.reason[:500],
+                    late=step.late,
+                    timestamp=event.timestamp,
+                    created_at=now,
+                )
+            )
+            broadcasts.append(
+                {
+                    "lead_id": str(lead_id),
+                    "email": lead.email,
+                    "previous_score": step.previous_score,
+                    "new_score": step.new_score,
+                    "delta": step.delta,
+                    "event_id": event.event_id,
+                    "event_type": event.event_type,
+                    "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+                    "late": step.late,
+                    "reason": step.reason,
+                }
+            )
+
+        # Checkpoints: score_after for every new event and every re-folded stored event.
+        for entry in timeline.tail:
+            event_id = entry.event.key.event_id
+            stored = stored_by_event_id.get(event_id)
+            if stored is not None:
+                if entry.changed:
+                    stored.score_after = entry.score_after
+                    refold_updates.append(stored)
+        new_by_event_id = {e.event_id: e for e in new_events}
+        for entry in timeline.tail:
+            new = new_by_event_id.get(entry.event.key.event_id)
+            if new is not None:
+                new.score_after = entry.score_after
+
+        state = timeline.state
+        if (state.score, state.last_key) != (lead.current_score, last_key):
+            lead.current_score = state.score
+            lead.last_processed_event_time = state.last_key.timestamp if state.last_key else None
+            lead.last_processed_event_id = state.last_key.event_id if state.last_key else ""
+            lead.updated_at = now
+            changed_leads.append(lead)
+
+    ScoreChange.objects.bulk_create(score_changes, batch_size=1000)
+    Event.objects.bulk_update(
+        list(event_updates.values()),
+        ["status", "processed", "processed_at", "points", "score_after", "late", "error"],
+        batch_size=1000,
+    )
+    if refold_updates:
+        Event.objects.bulk_update(refold_updates, ["score_after"], batch_size=1000)
+    if changed_leads:
+        Lead.objects.bulk_update(
+            changed_leads,
+            ["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"],
+            batch_size=1000,
+        )
+    return ProcessResult(processed=len(score_changes), skipped=skipped, changes=broadcasts)
+
+
+def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
+    """The state right before ``earliest`` and every processed event of the lead after it."""
+    before = Q(timestamp__lt=earliest.timestamp) | Q(timestamp=earliest.timestamp, event_id__lt=earliest.event_id)
+    processed = Event.objects.filter(lead_id=lead_id, status=EventStatus.PROCESSED)
+    predecessor = (
+        processed.filter(before).order_by("-timestamp", "-event_id").only("event_id", "timestamp", "score_after").first()
+    )
+    if predecessor is None:
+        base = engine.FoldState()
+        later = processed
+    else:
+        base = engine.FoldState(predecessor.score_after or 0, _key(predecessor.timestamp, predecessor.event_id))
+        later = processed.filter(
+            Q(timestamp__gt=predecessor.timestamp)
+            | Q(timestamp=predecessor.timestamp, event_id__gt=predecessor.event_id)
+        )
+    stored = list(later.only("id", "event_id", "event_type", "timestamp", "points", "score_after"))
+    tail = [
+        engine.TailEntry(
+            event=engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, e.points or 0),
+            score_after=e.score_after or 0,
+            loaded_score_after=e.score_after,
+        )
+        for e in stored
+    ]
+    return base, tail, {e.event_id: e for e in stored}
+
+
+def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
+    """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage)."""
+    from .dispatch import events_send
+
+    age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timezone.timedelta(seconds=age)
+    ids = list(
+        Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    if ids:
+        logger.info("sweep: re-enqueueing %d pending events", len(ids))
+        events_send(event_ids=[str(pk) for pk in ids])
+    return len(ids)
+
+
+def rule_save(*, rule=None, **fields):
+    """Create or update a scoring rule; it applies to the next event scored (rules are read per batch)."""
+    from .models import ScoringRule
+
+    rule = rule or ScoringRule()
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    rule.save()
+    return rule
