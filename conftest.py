@@ -53,3 +53,27 @@ def event_payload(event_id, *, event_type="PAGE_VIEW", minutes=0, email="ann@exa
 @pytest.fixture
 def make_event():
     return event_payload
+
+
+def ensure_default_rules():
+    """Transactional tests flush every table, including the rules the data migration created."""
+    from importlib import import_module
+
+    from scoring.models import ScoringRule
+
+    defaults = import_module("scoring.migrations.0002_default_rules").DEFAULT_RULES
+    for event_type, points, description in defaults:
+        ScoringRule.objects.get_or_create(event_type=event_type, defaults={"points": points, "description": description})
+
+
+@pytest.fixture(autouse=True)
+def default_rules(request):
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db", "live_server"} & set(
+        request.fixturenames
+    )
+    if not uses_db or request.node.get_closest_marker("no_default_rules"):
+        return
+    request.getfixturevalue("django_db_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    with blocker.unblock():
+        ensure_default_rules()

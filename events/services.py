@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+
+from config.retry import run_with_retries
 from django.utils import timezone
 
 from leads.models import Lead
@@ -137,6 +139,16 @@ def _store(unique, *, source: str, now) -> None:
     if not to_write:
         return
 
+    # MySQL may pick this transaction as a deadlock victim (unique-key and foreign-key locks
+    # against concurrent batches and scoring workers): the whole write is idempotent, so retry it.
+    for attempt in run_with_retries():
+        with attempt:
+            _insert(to_write, source=source, now=now)
+
+
+def _insert(to_write, *, source: str, now) -> None:
+    for result, _ in to_write:
+        result.status, result.errors = ACCEPTED, {}
     with transaction.atomic():
         by_email = leads_ensure_for_emails(emails={p.email for _, p in to_write if p.email})
         rows = []
@@ -154,7 +166,7 @@ def _store(unique, *, source: str, now) -> None:
                 )
             )
         # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
-        # order the scoring workers lock them, so ingest and scoring never deadlock.
+        # order the scoring workers lock them, which keeps deadlocks with them rare.
         rows.sort(key=lambda event: event.lead_id)
         Event.objects.bulk_create(rows, ignore_conflicts=True)
         stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))

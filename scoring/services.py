@@ -8,17 +8,17 @@ pure engine, writes the ScoreChange rows and the leads in bulk, and broadcasts a
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.retry import run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
 from leads.services import leads_lock
@@ -29,9 +29,6 @@ from .selectors import rule_points_by_type
 
 logger = logging.getLogger(__name__)
 
-# MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout. SQLite: "database is locked".
-RETRYABLE_MYSQL_CODES = {1205, 1213}
-
 
 @dataclass(frozen=True)
 class ProcessResult:
@@ -40,28 +37,16 @@ class ProcessResult:
     changes: list[dict]
 
 
-def _is_retryable(exc: OperationalError) -> bool:
-    code = exc.args[0] if exc.args else None
-    return code in RETRYABLE_MYSQL_CODES or "database is locked" in str(exc)
-
-
-def events_process(*, event_ids: Sequence, attempts: int = 5) -> ProcessResult:
+def events_process(*, event_ids: Sequence) -> ProcessResult:
     """Score the given events (those still pending); safe to call twice with the same ids."""
     ids = [uuid.UUID(str(pk)) for pk in event_ids]
-    for attempt in range(1, attempts + 1):
-        try:
-            with transaction.atomic():
-                result = _process_locked(ids)
-                if result.changes:
-                    changes = result.changes
-                    transaction.on_commit(lambda: _broadcast(changes))
-            return result
-        except OperationalError as exc:
-            if attempt == attempts or not _is_retryable(exc):
-                raise
-            logger.info("retrying scoring after %s (attempt %d)", exc, attempt)
-            time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
+    for attempt in run_with_retries():
+        with attempt, transaction.atomic():
+            result = _process_locked(ids)
+            if result.changes:
+                changes = result.changes
+                transaction.on_commit(lambda: _broadcast(changes))
+    return result
 
 
 def _broadcast(changes: list[dict]) -> None:
@@ -87,7 +72,7 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
     # Re-read under the lead locks: only this transaction can process these leads' events now.
     events = list(
         Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).only(
-            "id", "event_id", "lead_id", "event_type", "timestamp"
+            "id", "event_id", "lead_id", "event_type", "timestamp", "error"
         )
     )
     if not events:

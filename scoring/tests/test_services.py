@@ -1,0 +1,165 @@
+"""Scoring against a real database: given stored events, when they are processed in any order
+and in any batches, then each lead's score equals the event-time fold of its events."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.django import TestCase as HypothesisTestCase
+
+from conftest import T0, ensure_default_rules, event_payload
+from events.models import Event, EventStatus
+from events.services import event_ingest
+from leads.models import Lead
+from scoring import engine
+from scoring.models import ScoreChange, ScoringRule
+from scoring.services import events_process
+
+POINTS = {"PAGE_VIEW": 5, "EMAIL_OPEN": 10, "FORM_SUBMIT": 20, "DEMO_REQUEST": 50, "PURCHASE": 100}
+
+
+def expected_fold(events, max_score=1000):
+    return engine.fold(
+        [engine.ScoredEvent(engine.EventKey(e["ts"], e["event_id"]), e["type"], POINTS[e["type"]]) for e in events],
+        max_score=max_score,
+    ).score
+
+
+def ingest(*payloads):
+    return event_ingest(items=list(payloads), source="test")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_order_events_score_and_log_one_change_each():
+    ingest(event_payload("a", minutes=0), event_payload("b", event_type="DEMO_REQUEST", minutes=1))
+    lead = Lead.objects.get(email="ann@example.com")
+    assert lead.current_score == 55
+    changes = list(ScoreChange.objects.filter(lead=lead).order_by("id"))
+    assert [(c.previous_score, c.new_score, c.delta) for c in changes] == [(0, 5, 5), (5, 55, 50)]
+    assert set(Event.objects.values_list("status", flat=True)) == {EventStatus.PROCESSED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_late_event_is_refolded_and_logged_as_late():
+    # Given a lead near its cap, scored in order,
+    ingest(event_payload("b", event_type="PURCHASE", minutes=10))
+    lead = Lead.objects.get()
+    Lead.objects.filter(pk=lead.pk).update(max_score=120)
+    ingest(event_payload("c", event_type="FORM_SUBMIT", minutes=20))
+    assert Lead.objects.get().current_score == 120
+    # when an older event arrives late,
+    ingest(event_payload("a", event_type="DEMO_REQUEST", minutes=5))
+    # then the score equals the fold 50 -> 120 (cap) -> 120, and the log says it was late.
+    lead = Lead.objects.get()
+    assert lead.current_score == 120
+    late = ScoreChange.objects.get(event__event_id="a")
+    assert late.late and "late" in late.reason
+    assert Event.objects.get(event_id="a").late
+    assert sum(ScoreChange.objects.values_list("delta", flat=True)) == lead.current_score
+    # and the stored checkpoints were re-folded
+    assert dict(Event.objects.values_list("event_id", "score_after")) == {"a": 50, "b": 120, "c": 120}
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(TARGETGRID_LATE_EVENTS="drop")
+def test_drop_mode_skips_late_events():
+    ingest(event_payload("b", minutes=10))
+    ingest(event_payload("a", event_type="PURCHASE", minutes=5))
+    lead = Lead.objects.get()
+    assert lead.current_score == 5
+    skipped = Event.objects.get(event_id="a")
+    assert skipped.status == EventStatus.SKIPPED and skipped.late
+    assert not ScoreChange.objects.filter(event=skipped).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processing_twice_changes_nothing():
+    ingest(event_payload("a"))
+    event = Event.objects.get()
+    result = events_process(event_ids=[event.pk])
+    assert result.processed == 0
+    assert ScoreChange.objects.count() == 1
+    assert Lead.objects.get().current_score == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rule_change_applies_to_the_next_event_and_disabled_rule_scores_zero():
+    ingest(event_payload("a"))
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=7)
+    ingest(event_payload("b", minutes=1))
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(enabled=False)
+    ingest(event_payload("c", minutes=2))
+    assert Lead.objects.get().current_score == 12
+    assert list(Event.objects.order_by("timestamp").values_list("points", flat=True)) == [5, 7, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_leads_in_one_transaction_with_pinned_query_count(django_assert_max_num_queries, settings):
+    # Given 40 pending events for 20 leads stored without scoring,
+    settings.TARGETGRID_QUEUE = "celery-off"  # nothing is dispatched; we call the service ourselves
+    from scoring import dispatch
+
+    original = dispatch.events_send
+    dispatch.events_send = lambda **kwargs: None
+    try:
+        ingest(*[event_payload(f"e{i}", minutes=i, email=f"l{i % 20}@example.com") for i in range(40)])
+    finally:
+        dispatch.events_send = original
+    ids = list(Event.objects.values_list("id", flat=True))
+    # when one call scores them all, then the number of queries does not grow with the batch.
+    # BEGIN, lead ids, lock leads, events, rules, insert changes, update events, update leads,
+    # COMMIT, and the leaderboard read for the broadcast.
+    with django_assert_max_num_queries(10):
+        result = events_process(event_ids=ids)
+    assert result.processed == 40
+    assert set(Lead.objects.values_list("current_score", flat=True)) == {10}
+
+
+class TestShuffledBatches(HypothesisTestCase):
+    """Property: any shuffle, split into batches and duplication of a stream gives the in-order fold."""
+
+    @classmethod
+    def setUpTestData(cls):
+        ensure_default_rules()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        stream=st.lists(
+            st.tuples(st.integers(0, 2), st.integers(0, 20), st.sampled_from(sorted(POINTS))), min_size=1, max_size=25
+        ),
+        seed=st.integers(0, 10_000),
+        batch=st.integers(1, 7),
+    )
+    def test_shuffled_duplicated_batches(self, stream, seed, batch):
+        Lead.objects.all().delete()
+        events = [
+            {"event_id": f"e{i}", "lead": lead, "ts": T0 + timedelta(minutes=minute), "type": etype}
+            for i, (lead, minute, etype) in enumerate(stream)
+        ]
+        rng = random.Random(seed)
+        arrivals = events + rng.sample(events, k=len(events) // 3)
+        rng.shuffle(arrivals)
+        for start in range(0, len(arrivals), batch):
+            with self.captureOnCommitCallbacks(execute=True):
+                ingest(
+                    *[
+                        {
+                            "event_id": e["event_id"],
+                            "event_type": e["type"],
+                            "timestamp": e["ts"].isoformat(),
+                            "email": f"lead{e['lead']}@example.com",
+                        }
+                        for e in arrivals[start : start + batch]
+                    ]
+                )
+        for lead_no in {e["lead"] for e in events}:
+            lead = Lead.objects.get(email=f"lead{lead_no}@example.com")
+            mine = [e for e in events if e["lead"] == lead_no]
+            assert lead.current_score == expected_fold(mine)
+            assert sum(ScoreChange.objects.filter(lead=lead).values_list("delta", flat=True)) == lead.current_score
+            processed = set(Event.objects.filter(lead=lead, status="processed").values_list("event_id", flat=True))
+            assert processed == {e["event_id"] for e in mine}
+        assert ScoreChange.objects.count() == len(events)
