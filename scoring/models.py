@@ -27,10 +27,16 @@ class ScoringRule(models.Model):
 
 
 class ScoreChange(models.Model):
-    """Append-only audit log: one row per scored event (the seed's score_history)."""
+    """Append-only audit log: one row per scored event (the seed's score_history), plus one row
+    per lead whose score a rescore changed."""
+
+    RESCORE = "RESCORE"
 
     lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="score_changes")
-    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="score_changes")
+    # The event that caused the change; empty for a rescore of the whole lead (event_type RESCORE).
+    event = models.ForeignKey(
+        "events.Event", on_delete=models.CASCADE, related_name="score_changes", null=True, blank=True
+    )
     event_type = models.CharField(max_length=64)
     previous_score = models.IntegerField()
     new_score = models.IntegerField()

@@ -29,7 +29,7 @@ class ScoringRuleSerializer(serializers.ModelSerializer):
 
 class ScoreChangeOutputSerializer(serializers.ModelSerializer):
     lead_id = serializers.UUIDField(read_only=True)
-    event_id = serializers.CharField(source="event.event_id", read_only=True)
+    event_id = serializers.SerializerMethodField()
 
     class Meta:
         model = ScoreChange
@@ -46,3 +46,6 @@ class ScoreChangeOutputSerializer(serializers.ModelSerializer):
             "timestamp",
             "created_at",
         ]
+
+    def get_event_id(self, change: ScoreChange) -> str | None:
+        return change.event.event_id if change.event_id else None

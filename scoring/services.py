@@ -253,3 +253,77 @@ def rule_save(*, rule=None, **fields):
     rule.full_clean()
     rule.save()
     return rule
+
+
+def leads_rescore(*, lead_ids: Sequence, actor: str = "") -> int:
+    """Re-fold each lead's processed events with the *current* rules (after an operator changed
+    points and wants history to follow). Stored points and checkpoints are rewritten; a lead whose
+    score changes gets one ``RESCORE`` ScoreChange, so the audit deltas still sum to the score.
+    Returns the number of leads whose score changed."""
+    changes: list[dict] = []
+    for attempt in run_with_retries():
+        with attempt, transaction.atomic():
+            changes = _rescore_locked(lead_ids, actor=actor)
+            if changes:
+                transaction.on_commit(lambda: _broadcast(changes))
+    return len(changes)
+
+
+def _rescore_locked(lead_ids, *, actor: str) -> list[dict]:
+    leads = leads_lock(lead_ids=lead_ids)
+    if not leads:
+        return []
+    points_by_type = rule_points_by_type()
+    now = timezone.now()
+    events = Event.objects.filter(lead_id__in=leads.keys(), status=EventStatus.PROCESSED).only(
+        "id", "event_id", "lead_id", "event_type", "timestamp", "points", "score_after"
+    )
+    by_lead: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    for event in events:
+        by_lead[event.lead_id].append(event)
+    changed_events, changed_leads, score_changes, broadcasts = [], [], [], []
+    for lead_id in sorted(leads):
+        lead = leads[lead_id]
+        score = 0
+        for event in sorted(by_lead[lead_id], key=lambda e: (e.timestamp, e.event_id)):
+            points = points_by_type.get(event.event_type) or 0
+            score = engine.clamp(score + points, lead.max_score)
+            if (event.points, event.score_after) != (points, score):
+                event.points, event.score_after = points, score
+                changed_events.append(event)
+        if score == lead.current_score:
+            continue
+        reason = "rescored with the current rules" + (f" by {actor}" if actor else "")
+        score_changes.append(
+            ScoreChange(
+                lead_id=lead_id,
+                event=None,
+                event_type=ScoreChange.RESCORE,
+                previous_score=lead.current_score,
+                new_score=score,
+                delta=score - lead.current_score,
+                reason=reason,
+                timestamp=now,
+                created_at=now,
+            )
+        )
+        broadcasts.append(
+            {
+                "lead_id": str(lead_id),
+                "email": lead.email,
+                "previous_score": lead.current_score,
+                "new_score": score,
+                "delta": score - lead.current_score,
+                "event_id": None,
+                "event_type": ScoreChange.RESCORE,
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "late": False,
+                "reason": reason,
+            }
+        )
+        lead.current_score, lead.updated_at = score, now
+        changed_leads.append(lead)
+    ScoreChange.objects.bulk_create(score_changes)
+    Event.objects.bulk_update(changed_events, ["points", "score_after"], batch_size=1000)
+    Lead.objects.bulk_update(changed_leads, ["current_score", "updated_at"], batch_size=1000)
+    return broadcasts

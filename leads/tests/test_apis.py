@@ -74,3 +74,15 @@ def test_score_history(api):
     ]
     assert history[0]["reason"] == "DEMO_REQUEST +50"
     assert api.get(f"/api/leads/{uuid.uuid4()}/score-history").status_code == 404
+
+
+def test_score_history_shows_a_rescore_without_event(api):
+    from scoring.models import ScoringRule
+    from scoring.services import leads_rescore
+
+    api.post("/api/events", event_payload("a"), format="json")
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=9)
+    lead = Lead.objects.get()
+    leads_rescore(lead_ids=[lead.id])
+    latest = api.get(f"/api/leads/{lead.id}/score-history").json()["results"][0]
+    assert (latest["event_id"], latest["event_type"], latest["delta"]) == (None, "RESCORE", 4)

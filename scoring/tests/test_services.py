@@ -163,3 +163,25 @@ class TestShuffledBatches(HypothesisTestCase):
             processed = set(Event.objects.filter(lead=lead, status="processed").values_list("event_id", flat=True))
             assert processed == {e["event_id"] for e in mine}
         assert ScoreChange.objects.count() == len(events)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rescore_applies_current_rules_to_history_with_one_audit_row():
+    from scoring.services import leads_rescore
+
+    ingest(event_payload("a"), event_payload("b", minutes=1, event_type="EMAIL_OPEN"))
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=25)
+    lead = Lead.objects.get()
+    assert leads_rescore(lead_ids=[lead.id], actor="ops") == 1
+    lead.refresh_from_db()
+    assert lead.current_score == 35
+    rescore = ScoreChange.objects.get(event_type=ScoreChange.RESCORE)
+    assert (rescore.previous_score, rescore.new_score, rescore.event) == (15, 35, None)
+    assert "by ops" in rescore.reason
+    assert sum(ScoreChange.objects.values_list("delta", flat=True)) == 35
+    assert dict(Event.objects.values_list("event_id", "score_after")) == {"a": 25, "b": 35}
+    # a later late event re-folds from the rewritten checkpoints
+    ingest(event_payload("c", minutes=-5, event_type="EMAIL_OPEN"))
+    lead.refresh_from_db()
+    assert lead.current_score == 45
+    assert leads_rescore(lead_ids=[lead.id]) == 0
