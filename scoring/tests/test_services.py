@@ -185,3 +185,36 @@ def test_rescore_applies_current_rules_to_history_with_one_audit_row():
     lead.refresh_from_db()
     assert lead.current_score == 45
     assert leads_rescore(lead_ids=[lead.id]) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_scores_events_left_pending(monkeypatch):
+    # Given events stored while the queue was unreachable (the wake-up was lost),
+    from scoring import dispatch
+    from scoring.services import events_requeue_pending
+
+    monkeypatch.setattr(dispatch, "events_send", lambda **kwargs: None)
+    ingest(event_payload("a"), event_payload("b", minutes=1))
+    monkeypatch.undo()
+    assert Event.objects.filter(status=EventStatus.PENDING).count() == 2
+    # when the sweep runs (young events wait for their own wake-up first),
+    assert events_requeue_pending(older_than_seconds=3600) == 0
+    assert events_requeue_pending(older_than_seconds=0) == 2
+    # then they are scored exactly once.
+    assert Lead.objects.get().current_score == 10
+    assert events_requeue_pending(older_than_seconds=0) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_publish_failure_keeps_the_event_for_the_sweep(settings, monkeypatch, api):
+    from scoring import tasks
+
+    settings.TARGETGRID_QUEUE = "celery"
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.process_events, "apply_async", broker_down)
+    response = api.post("/api/events", event_payload("a"), format="json")
+    assert response.status_code == 202
+    assert Event.objects.get().status == EventStatus.PENDING
