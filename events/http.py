@@ -20,6 +20,10 @@ class BodyError(Exception):
         return json_error(self.detail, status=self.status, errors={self.field: [self.detail]})
 
 
+class BodyTooLarge(BodyError):
+    pass
+
+
 def json_error(detail: str, *, status: int, errors: dict | None = None, **extra) -> JsonResponse:
     body = {"detail": detail}
     if errors:
@@ -40,7 +44,7 @@ def read_body(request, *, limit: int, too_large_status: int = 413) -> bytes:
                         field="Content-Encoding")
     too_large = f"The request body is larger than {limit} bytes."
     if declared > limit and encoding == "identity":
-        raise BodyError(too_large, status=too_large_status)
+        raise BodyTooLarge(too_large, status=too_large_status)
     raw = request.read(limit + 1 if encoding == "identity" else 4 * limit + 1)
     if encoding == "gzip":
         decoder = zlib.decompressobj(wbits=31)
@@ -49,7 +53,7 @@ def read_body(request, *, limit: int, too_large_status: int = 413) -> bytes:
         except zlib.error as exc:
             raise BodyError(f"The body is not valid gzip: {exc}.", status=400) from None
     if len(raw) > limit:
-        raise BodyError(too_large, status=too_large_status)
+        raise BodyTooLarge(too_large, status=too_large_status)
     return raw
 
 
