@@ -57,12 +57,19 @@ class SegmentAuthError(Exception):
     pass
 
 
+def segment_write_key_assign(source: SegmentSource) -> str:
+    """Give an unsaved source a new write key; returns the key (shown once; only its hash is stored)."""
+    raw_key = "wk_" + secrets.token_urlsafe(24)
+    source.write_key_hash = SegmentSource.hash_key(raw_key)
+    source.write_key_prefix = raw_key[:8]
+    return raw_key
+
+
 def segment_source_create(*, name: str, source_tag: str = "segment") -> tuple[SegmentSource, str]:
     """A Segment source and its write key (returned once; only its hash is stored)."""
-    raw_key = "wk_" + secrets.token_urlsafe(24)
-    source = SegmentSource.objects.create(
-        name=name, write_key_hash=SegmentSource.hash_key(raw_key), write_key_prefix=raw_key[:8], source_tag=source_tag
-    )
+    source = SegmentSource(name=name, source_tag=source_tag)
+    raw_key = segment_write_key_assign(source)
+    source.save(force_insert=True)
     return source, raw_key
 
 

@@ -208,3 +208,14 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
     raw_key = ApiKey.PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(name=name, key_hash=ApiKey.hash_key(raw_key), key_prefix=raw_key[:10])
     return api_key, raw_key
+
+
+def webhook_source_rotate_secret(*, source) -> str:
+    """Start a rotation: the current secret becomes ``previous_secret`` (still accepted) and a new
+    one is generated. Clear ``previous_secret`` once every sender signs with the new one."""
+    from .models import webhook_secret_generate
+
+    source.previous_secret = source.secret
+    source.secret = webhook_secret_generate()
+    source.save(update_fields=["secret", "previous_secret"])
+    return source.secret
