@@ -289,10 +289,12 @@ TARGETGRID_RATE_WEBHOOK = env("TARGETGRID_RATE_WEBHOOK", "600/m")
 TARGETGRID_RATE_SEGMENT = env("TARGETGRID_RATE_SEGMENT", "1200/m")
 TARGETGRID_RATE_ANONYMOUS = env("TARGETGRID_RATE_ANONYMOUS", "60/m")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# W001 flags any cache but django-redis/memcached; Django's own RedisCache increments atomically too.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 if not REDIS_URL:
     # The embedded default is one process (daphne), so its local-memory cache *is* shared by every
     # request; with REDIS_URL the counters live in Redis, shared by every web process.
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 # Behind a proxy set e.g. RATELIMIT_IP_META_KEY=HTTP_X_REAL_IP so clients are not all one IP.
 if env("RATELIMIT_IP_META_KEY"):
     RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY")
