@@ -92,7 +92,8 @@ def main() -> int:
         exact = bool(numbers) and [int(n.replace(",", "")) for n in numbers.groups()] == [
             args.rows, args.rows - bad, 0, bad]
         print(f"queue={env['TARGETGRID_QUEUE']} database={'DATABASE_URL' if env.get('DATABASE_URL') else 'sqlite'}")
-        print(f"rows/s (import incl. scoring): {args.rows / elapsed:,.0f}   wall: {elapsed:,.1f} s")
+        scoring = "scoring enqueued to Celery" if args.redis else "incl. inline scoring"
+        print(f"rows/s ({scoring}): {args.rows / elapsed:,.0f}   wall: {elapsed:,.1f} s")
         print(f"peak RSS of the import process: {peak_mb:,.0f} MB")
         print(f"exit code: {result.returncode} (1 expected: rows were rejected)   counters exact: {exact}")
         return 0 if exact and result.returncode == (1 if bad else 0) else 1
