@@ -56,14 +56,18 @@ def make_event():
 
 
 def ensure_default_rules():
-    """Transactional tests flush every table, including the rules the data migration created."""
+    """Transactional tests flush every table, including the rows the data migrations created."""
     from importlib import import_module
 
     from scoring.models import ScoringRule
 
+    from events.models import SegmentEventMapping
+
     defaults = import_module("scoring.migrations.0002_default_rules").DEFAULT_RULES
     for event_type, points, description in defaults:
         ScoringRule.objects.get_or_create(event_type=event_type, defaults={"points": points, "description": description})
+    for event_name, event_type in import_module("events.migrations.0003_default_segment_mappings").DEFAULT_MAPPINGS:
+        SegmentEventMapping.objects.get_or_create(event_name=event_name, defaults={"event_type": event_type})
 
 
 @pytest.fixture(autouse=True)

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "channels",
     "import_export",
+    "django_ratelimit",
     "leads",
     "events",
     "scoring",
@@ -229,6 +230,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": 30.0},
+    "resume-stalled-imports": {"task": "events.imports_resume_stalled", "schedule": 60.0},
 }
 
 # --- TargetGrid behaviour -------------------------------------------------------------------
@@ -265,6 +267,37 @@ if DEBUG:
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 CORS_URLS_REGEX = r"^/(api|v1|webhooks)/.*$"
+
+# --- Ingestion adapters: webhooks, uploads, Segment-compatible /v1/*, rate limits ----------
+
+# JSON bodies of /api/events*, /webhooks/* (413 beyond). Segment's own limits are fixed by its spec.
+TARGETGRID_MAX_BODY_BYTES = env_int("TARGETGRID_MAX_BODY_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
+# File imports: the largest accepted upload (413 beyond), rows per ingest transaction.
+TARGETGRID_UPLOAD_MAX_BYTES = env_int("TARGETGRID_UPLOAD_MAX_BYTES", 2 * 1024**3)
+TARGETGRID_IMPORT_CHUNK = env_int("TARGETGRID_IMPORT_CHUNK", 2000)
+# Uploads are streamed by Django to a temporary file; keep it on the data volume so that handing it
+# to the import job is a rename, not a copy.
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "uploads" / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# Standard Webhooks replay window (seconds either side of the server clock).
+TARGETGRID_WEBHOOK_TOLERANCE_SECONDS = env_int("TARGETGRID_WEBHOOK_TOLERANCE_SECONDS", 300)
+# django-ratelimit rates ("<count>/<period>", period s|m|h|d), per API key / webhook source / write key;
+# requests that are not authenticated are limited per client IP.
+TARGETGRID_RATE_INGEST = env("TARGETGRID_RATE_INGEST", "600/m")
+TARGETGRID_RATE_UPLOAD = env("TARGETGRID_RATE_UPLOAD", "30/m")
+TARGETGRID_RATE_WEBHOOK = env("TARGETGRID_RATE_WEBHOOK", "600/m")
+TARGETGRID_RATE_SEGMENT = env("TARGETGRID_RATE_SEGMENT", "1200/m")
+TARGETGRID_RATE_ANONYMOUS = env("TARGETGRID_RATE_ANONYMOUS", "60/m")
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# W001 flags any cache but django-redis/memcached; Django's own RedisCache increments atomically too.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+if not REDIS_URL:
+    # The embedded default is one process (daphne), so its local-memory cache *is* shared by every
+    # request; with REDIS_URL the counters live in Redis, shared by every web process.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+# Behind a proxy set e.g. RATELIMIT_IP_META_KEY=HTTP_X_REAL_IP so clients are not all one IP.
+if env("RATELIMIT_IP_META_KEY"):
+    RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY")
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ urlpatterns = [
     path("health", health, name="health"),
     path("health/", health),
     path("api/", include(api_patterns)),
+    path("webhooks/", include("events.urls_webhooks")),
+    path("v1/", include("events.urls_segment")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,6 +1,12 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
 
-from .models import ApiKey, Event
+from scoring.models import validate_event_type
+
+from .models import (ApiKey, Event, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource, WebhookSource)
+from .services import webhook_source_rotate_secret
+from .webhooks import secret_key_bytes
 
 
 @admin.register(Event)
@@ -17,3 +23,148 @@ class EventAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "key_prefix", "is_active", "created_at", "last_used_at"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+
+
+class WebhookSourceForm(forms.ModelForm):
+    class Meta:
+        model = WebhookSource
+        fields = ["name", "mode", "enabled", "secret", "previous_secret", "secret_header", "allowed_event_types",
+                  "source_tag"]
+
+    def clean_allowed_event_types(self):
+        value = self.cleaned_data.get("allowed_event_types") or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise forms.ValidationError('A JSON list of event types, e.g. ["FORM_SUBMIT", "PAGE_VIEW"].')
+        value = [item.strip().upper() for item in value]
+        for item in value:
+            validate_event_type(item)
+        return value
+
+    def clean(self):
+        data = super().clean()
+        if data.get("mode") == WebhookSource.Mode.SIGNED:
+            for name in ("secret", "previous_secret"):
+                if data.get(name):
+                    try:
+                        secret_key_bytes(data[name])
+                    except ValueError as exc:
+                        self.add_error(name, f"{exc} (e.g. generated: leave the default).")
+        elif len(data.get("secret") or "") < 16:
+            self.add_error("secret", "A shared secret needs at least 16 characters.")
+        return data
+
+
+@admin.register(WebhookSource)
+class WebhookSourceAdmin(admin.ModelAdmin):
+    form = WebhookSourceForm
+    list_display = ["name", "mode_label", "enabled", "secret_masked", "rotating", "source_tag", "allowed",
+                    "last_used_at"]
+    list_filter = ["mode", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["endpoint", "created_at", "last_used_at"]
+    actions = ["rotate_secret", "disable", "enable"]
+
+    @admin.display(description="authentication", ordering="mode")
+    def mode_label(self, source):
+        if source.mode == WebhookSource.Mode.SIGNED:
+            return "signed (Standard Webhooks)"
+        return f"shared secret in {source.secret_header}"
+
+    @admin.display(description="secret")
+    def secret_masked(self, source):
+        return source.masked_secret
+
+    @admin.display(description="rotating", boolean=True)
+    def rotating(self, source):
+        return bool(source.previous_secret)
+
+    @admin.display(description="event types")
+    def allowed(self, source):
+        return ", ".join(source.allowed_event_types) or "all"
+
+    @admin.display(description="endpoint")
+    def endpoint(self, source):
+        return format_html("<code>POST /webhooks/events?source={}</code>", source.name) if source.pk else "-"
+
+    @admin.action(description="Rotate the secret (the old one keeps working until cleared)")
+    def rotate_secret(self, request, queryset):
+        for source in queryset:
+            webhook_source_rotate_secret(source=source)
+        self.message_user(request, f"Rotated {queryset.count()} secret(s); give senders the new one, then clear "
+                                   "'previous secret'.", messages.SUCCESS)
+
+    @admin.action(description="Disable (deliveries get 403)")
+    def disable(self, request, queryset):
+        queryset.update(enabled=False)
+
+    @admin.action(description="Enable")
+    def enable(self, request, queryset):
+        queryset.update(enabled=True)
+
+
+@admin.register(SegmentSource)
+class SegmentSourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "write_key_prefix", "enabled", "source_tag", "created_at", "last_used_at"]
+    list_filter = ["enabled"]
+    fields = ["name", "enabled", "source_tag", "write_key_prefix", "created_at", "last_used_at"]
+    readonly_fields = ["write_key_prefix", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        from .segment import segment_write_key_assign
+
+        raw_key = segment_write_key_assign(obj)
+        super().save_model(request, obj, form, change)
+        self.message_user(request, f"Write key for {obj.name!r} (shown once, stored hashed): {raw_key}",
+                          messages.WARNING)
+
+
+class SegmentEventMappingForm(forms.ModelForm):
+    class Meta:
+        model = SegmentEventMapping
+        fields = ["event_name", "event_type"]
+
+    def clean_event_type(self):
+        from scoring.selectors import known_event_types
+
+        value = (self.cleaned_data.get("event_type") or "").strip().upper()
+        validate_event_type(value)
+        if value not in known_event_types():
+            raise forms.ValidationError(f"No scoring rule for {value}; add the rule first.")
+        return value
+
+
+@admin.register(SegmentEventMapping)
+class SegmentEventMappingAdmin(admin.ModelAdmin):
+    form = SegmentEventMappingForm
+    list_display = ["event_name", "event_type", "created_at"]
+    list_editable = ["event_type"]
+    search_fields = ["event_name", "event_type"]
+
+
+@admin.register(SegmentIdentity)
+class SegmentIdentityAdmin(admin.ModelAdmin):
+    list_display = ["kind", "value", "lead", "updated_at"]
+    list_filter = ["kind"]
+    search_fields = ["value", "lead__email"]
+    raw_id_fields = ["lead"]
+    list_select_related = ["lead"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "format", "original_name", "source", "processed", "accepted", "duplicates",
+                    "rejected", "created_at", "finished_at", "error_report"]
+    list_filter = ["status", "format", "source"]
+    search_fields = ["original_name", "created_by"]
+    readonly_fields = [field.name for field in ImportJob._meta.fields] + ["error_report"]
+
+    @admin.display(description="errors")
+    def error_report(self, job):
+        if not job.rejected:
+            return "-"
+        return format_html('<a href="/api/imports/{}/errors.csv">errors.csv ({})</a>', job.pk, job.rejected)
+
+    def has_add_permission(self, request):
+        return False

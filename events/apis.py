@@ -9,11 +9,12 @@ from config.pagination import paginate
 from leads.models import Lead
 
 from .selectors import events_for_lead
-from .serializers import EventOutputSerializer
+from .ratelimit import RateLimitedMixin
+from .serializers import EventOutputSerializer, ingest_results_body
 from .services import ACCEPTED, DUPLICATE, event_ingest
 
 
-class EventCreateApi(APIView):
+class EventCreateApi(RateLimitedMixin, APIView):
     """POST /api/events: one event. 202 accepted, 200 duplicate, 4xx naming the field."""
 
     def post(self, request):
@@ -39,7 +40,7 @@ class EventCreateApi(APIView):
         )
 
 
-class EventBatchApi(APIView):
+class EventBatchApi(RateLimitedMixin, APIView):
     """POST /api/events/batch: a JSON array or {"events": [...]}; one result per item."""
 
     def post(self, request):
@@ -62,21 +63,8 @@ class EventBatchApi(APIView):
                 "The batch is empty.", status_code=status.HTTP_400_BAD_REQUEST, errors={"events": ["empty list"]}
             )
         result = event_ingest(items=items, source="batch")
-        body = {
-            "totals": result.totals,
-            "results": [
-                {"index": item.index, "event_id": item.event_id, "status": item.status}
-                | ({"errors": item.errors} if item.errors else {})
-                for item in result.items
-            ],
-        }
-        totals = result.totals
-        if totals["accepted"]:
-            code = status.HTTP_202_ACCEPTED
-        elif totals["duplicate"]:
-            code = status.HTTP_200_OK
-        else:
-            code = status.HTTP_400_BAD_REQUEST
+        body, code = ingest_results_body(result)
+        if code == status.HTTP_400_BAD_REQUEST:
             body["detail"] = "Every event in the batch was rejected; see results[].errors."
         return Response(body, status=code)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -18,7 +18,7 @@ from leads.services import leads_ensure_for_emails
 from scoring.dispatch import events_enqueue
 from scoring.selectors import known_event_types
 
-from .models import ApiKey, Event
+from .models import ApiKey, Event, EventStatus
 from .validation import validate_event
 
 logger = logging.getLogger(__name__)
@@ -56,13 +56,25 @@ class IngestResult:
         }
 
 
-def event_ingest(*, items: Sequence, source: str, with_events: bool = False) -> IngestResult:
+def event_ingest(
+    *,
+    items: Sequence,
+    source: str,
+    with_events: bool = False,
+    allowed_event_types: Collection[str] | None = None,
+    unscored: Mapping[int, str] | None = None,
+) -> IngestResult:
     """Validate, deduplicate and store events; enqueue the new ones for scoring after commit.
 
     Every valid item is stored even when others in the batch are invalid. ``with_events`` loads the
     stored Event of each accepted/duplicate item (the single-event API returns it).
+
+    ``allowed_event_types`` (a webhook source's allow-list) rejects other types. ``unscored`` maps
+    item indexes to a reason: those items are stored as ``skipped`` (visible, idempotent, never
+    scored) and their event type need not have a scoring rule (a Segment event with no mapping).
     """
     now = timezone.now()
+    unscored = unscored or {}
     results: list[ItemResult] = []
     valid: list[tuple[ItemResult, object]] = []
     for index, raw in enumerate(items):
@@ -73,10 +85,20 @@ def event_ingest(*, items: Sequence, source: str, with_events: bool = False) -> 
         if parsed:
             valid.append((result, parsed))
 
+    if valid and allowed_event_types is not None:
+        allowed = {t.upper() for t in allowed_event_types}
+        for result, parsed in valid:
+            if parsed.event_type not in allowed:
+                result.status = REJECTED
+                result.errors = {
+                    "event_type": [f"{parsed.event_type!r} is not allowed for this source; allowed: {', '.join(sorted(allowed))}"]
+                }
+        valid = [(r, p) for r, p in valid if r.status == ACCEPTED]
+
     if valid:
         types = known_event_types()
         for result, parsed in valid:
-            if parsed.event_type not in types:
+            if parsed.event_type not in types and result.index not in unscored:
                 result.status = REJECTED
                 known = ", ".join(sorted(types)) or "none (add a scoring rule first)"
                 result.errors = {"event_type": [f"unknown event type {parsed.event_type!r}; known types: {known}"]}
@@ -93,7 +115,7 @@ def event_ingest(*, items: Sequence, source: str, with_events: bool = False) -> 
         unique.append((result, parsed))
 
     if unique:
-        _store(unique, source=source, now=now)
+        _store(unique, source=source, now=now, unscored=unscored)
 
     if with_events:
         ids = [r.event_id for r in results if r.status in (ACCEPTED, DUPLICATE)]
@@ -114,7 +136,7 @@ def _raw_event_id(raw) -> str | None:
     return None
 
 
-def _store(unique, *, source: str, now) -> None:
+def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
     # Already stored earlier: answered as duplicates, nothing written.
     existing = set(Event.objects.filter(event_id__in=[p.event_id for _, p in unique]).values_list("event_id", flat=True))
     pending = []
@@ -143,28 +165,33 @@ def _store(unique, *, source: str, now) -> None:
     # against concurrent batches and scoring workers): the whole write is idempotent, so retry it.
     for attempt in run_with_retries():
         with attempt:
-            _insert(to_write, source=source, now=now)
+            _insert(to_write, source=source, now=now, unscored=unscored)
 
 
-def _insert(to_write, *, source: str, now) -> None:
+def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
     for result, _ in to_write:
         result.status, result.errors = ACCEPTED, {}
     with transaction.atomic():
         by_email = leads_ensure_for_emails(emails={p.email for _, p in to_write if p.email})
         rows = []
         for result, parsed in to_write:
-            rows.append(
-                Event(
-                    id=uuid.uuid4(),
-                    event_id=parsed.event_id,
-                    lead_id=parsed.lead_id or by_email[parsed.email],
-                    event_type=parsed.event_type,
-                    timestamp=parsed.timestamp,
-                    received_at=now,
-                    metadata=parsed.metadata,
-                    source=source,
-                )
+            event = Event(
+                id=uuid.uuid4(),
+                event_id=parsed.event_id,
+                lead_id=parsed.lead_id or by_email[parsed.email],
+                event_type=parsed.event_type,
+                timestamp=parsed.timestamp,
+                received_at=now,
+                metadata=parsed.metadata,
+                source=source,
             )
+            reason = unscored.get(result.index)
+            if reason is not None:
+                event.status = EventStatus.SKIPPED
+                event.processed = True
+                event.processed_at = now
+                event.error = reason
+            rows.append(event)
         # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
         # order the scoring workers lock them, which keeps deadlocks with them rare.
         rows.sort(key=lambda event: event.lead_id)
@@ -180,7 +207,7 @@ def _insert(to_write, *, source: str, now) -> None:
                 result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
             elif stored_pk != by_event_id[parsed.event_id]:
                 result.status = DUPLICATE  # a concurrent request stored the same event_id first
-            else:
+            elif result.index not in unscored:
                 accepted.append(stored_pk)
         if accepted:
             events_enqueue(event_ids=accepted)
@@ -193,3 +220,14 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
     raw_key = ApiKey.PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(name=name, key_hash=ApiKey.hash_key(raw_key), key_prefix=raw_key[:10])
     return api_key, raw_key
+
+
+def webhook_source_rotate_secret(*, source) -> str:
+    """Start a rotation: the current secret becomes ``previous_secret`` (still accepted) and a new
+    one is generated. Clear ``previous_secret`` once every sender signs with the new one."""
+    from .models import webhook_secret_generate
+
+    source.previous_secret = source.secret
+    source.secret = webhook_secret_generate()
+    source.save(update_fields=["secret", "previous_secret"])
+    return source.secret

@@ -66,3 +66,28 @@ def leads_lock(*, lead_ids: Iterable) -> dict:
     if not ids:
         return {}
     return {lead.id: lead for lead in Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+
+
+PROFILE_FIELDS = ("first_name", "last_name", "company", "phone")
+
+
+def lead_profile_update(*, lead_id, **fields) -> bool:
+    """Set the given profile fields (non-empty values only, cut to the column size); True if any changed."""
+    from django.utils import timezone
+
+    unknown = set(fields) - set(PROFILE_FIELDS)
+    if unknown:
+        raise ValueError(f"not profile fields: {', '.join(sorted(unknown))}")
+    lead = Lead.objects.filter(pk=lead_id).only(*PROFILE_FIELDS).first()
+    if lead is None:
+        return False
+    changes = {}
+    for name, value in fields.items():
+        if value in (None, ""):
+            continue
+        value = str(value).strip()[: Lead._meta.get_field(name).max_length]
+        if value and getattr(lead, name) != value:
+            changes[name] = value
+    if changes:
+        Lead.objects.filter(pk=lead_id).update(**changes, updated_at=timezone.now())
+    return bool(changes)

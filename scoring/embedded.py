@@ -52,6 +52,16 @@ class EmbeddedWorker:
         loop.call_soon_threadsafe(queue.put_nowait, list(event_ids))
         return True
 
+    def run_in_thread(self, func, **kwargs) -> bool:
+        """Run a long sync job (a file import) in a thread owned by this server's event loop, so
+        its broadcasts reach the in-memory channel layer; False when no worker runs here."""
+        loop = self._loop
+        if not self.running or loop is None or loop.is_closed():
+            return False
+        job = sync_to_async(self._in_thread(func), thread_sensitive=False)
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._safely(job, **kwargs)))
+        return True
+
     async def _run(self) -> None:
         from .services import events_process, events_requeue_pending
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -327,3 +327,96 @@ def _rescore_locked(lead_ids, *, actor: str) -> list[dict]:
     Event.objects.bulk_update(changed_events, ["points", "score_after"], batch_size=1000)
     Lead.objects.bulk_update(changed_leads, ["current_score", "updated_at"], batch_size=1000)
     return broadcasts
+
+
+def _lead_refold(lead: Lead, *, now, reason: str) -> dict | None:
+    """Recompute a locked lead's score from its processed events (their frozen points) in event time.
+
+    Rewrites the ``score_after`` checkpoints and, when the audit log no longer sums to the new
+    score, appends one ScoreChange carrying the difference, so the deltas still sum to the score.
+    Returns the broadcast payload when the score changed.
+    """
+    events = list(
+        Event.objects.filter(lead_id=lead.id, status=EventStatus.PROCESSED)
+        .order_by("timestamp", "event_id")
+        .only("id", "event_id", "event_type", "timestamp", "points", "score_after")
+    )
+    state = engine.FoldState()
+    checkpoints = []
+    for event in events:
+        state = engine.step(
+            state, engine.ScoredEvent(_key(event.timestamp, event.event_id), event.event_type, event.points or 0),
+            max_score=lead.max_score,
+        )
+        if event.score_after != state.score:
+            event.score_after = state.score
+            checkpoints.append(event)
+    Event.objects.bulk_update(checkpoints, ["score_after"], batch_size=1000)
+
+    audit_total = ScoreChange.objects.filter(lead_id=lead.id).aggregate(total=models.Sum("delta"))["total"] or 0
+    anchor = events[-1] if events else None
+    if audit_total != state.score and anchor is not None:
+        ScoreChange.objects.create(
+            lead_id=lead.id, event_id=anchor.id, event_type=anchor.event_type, previous_score=audit_total,
+            new_score=state.score, delta=state.score - audit_total, reason=reason[:500], late=False,
+            timestamp=anchor.timestamp, created_at=now,
+        )
+    previous = lead.current_score
+    lead.current_score = state.score
+    lead.last_processed_event_time = state.last_key.timestamp if state.last_key else None
+    lead.last_processed_event_id = state.last_key.event_id if state.last_key else ""
+    lead.updated_at = now
+    lead.save(update_fields=["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"])
+    if previous == state.score:
+        return None
+    return {
+        "lead_id": str(lead.id),
+        "email": lead.email,
+        "previous_score": previous,
+        "new_score": state.score,
+        "delta": state.score - previous,
+        "event_id": anchor.event_id if anchor else "",
+        "event_type": anchor.event_type if anchor else "",
+        "timestamp": anchor.timestamp.isoformat().replace("+00:00", "Z") if anchor else None,
+        "late": False,
+        "reason": reason,
+    }
+
+
+def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
+    """Move every event of one lead (an anonymous placeholder) to another and re-score both.
+
+    Both leads are locked in primary-key order. The moved events keep their frozen points; both
+    leads are re-folded in event time. The audit rows of the moved events move with them and one
+    correcting ScoreChange is written where needed, so each lead's deltas still sum to its score.
+    Pending moved events are re-enqueued (a worker that locked the old lead skips them).
+    Returns how many events moved.
+    """
+    if str(from_lead_id) == str(to_lead_id):
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        leads = leads_lock(lead_ids=[from_lead_id, to_lead_id])
+        source, target = leads.get(uuid.UUID(str(from_lead_id))), leads.get(uuid.UUID(str(to_lead_id)))
+        if source is None or target is None:
+            return 0
+        pending = list(Event.objects.filter(lead_id=source.id, status=EventStatus.PENDING).values_list("id", flat=True))
+        moved = Event.objects.filter(lead_id=source.id).update(lead_id=target.id)
+        ScoreChange.objects.filter(lead_id=source.id).update(lead_id=target.id)
+        reason = f"re-attributed {moved} event{'s' if moved != 1 else ''} from {source.email}; re-folded in event time"
+        changes = [
+            change
+            for change in (
+                _lead_refold(lead, now=now, reason=reason if lead is target else f"events moved to {target.email}")
+                for lead in sorted((source, target), key=lambda lead: lead.id)
+            )
+            if change is not None
+        ]
+        if pending:
+            from .dispatch import events_enqueue
+
+            events_enqueue(event_ids=pending)
+        if changes:
+            transaction.on_commit(lambda: _broadcast(changes))
+    logger.info("re-attributed %d events from lead %s to lead %s", moved, source.id, target.id)
+    return moved

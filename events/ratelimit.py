@@ -1,0 +1,70 @@
+"""Rate limits for every ingest endpoint (django-ratelimit, fixed windows in the Django cache).
+
+Keys: the API key, webhook source or Segment write key that authenticated the request; the client
+IP for requests that did not authenticate. Rates come from settings (``TARGETGRID_RATE_*``), read
+per request so they can be changed in tests and by configuration. Over the limit: 429 with
+``Retry-After`` (seconds until the window resets) and nothing stored.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import JsonResponse
+from django_ratelimit.core import get_usage
+from rest_framework.exceptions import Throttled
+
+
+def retry_after(request, *, group: str, key: str, rate: str) -> int | None:
+    """Count this request; the seconds to wait if it is over ``rate``, else None."""
+    usage = get_usage(request, group=f"targetgrid.{group}", key=lambda _group, _request: key, rate=rate, increment=True)
+    if usage is None or not usage["should_limit"]:
+        return None
+    return max(1, int(usage["time_left"]))
+
+
+def client_ip_key(request) -> str:
+    from django_ratelimit.core import _SIMPLE_KEYS  # the library's IP (and IPv6 /64) logic
+
+    return "ip:" + _SIMPLE_KEYS["ip"](request)
+
+
+def too_many_requests(seconds: int, *, what: str) -> JsonResponse:
+    response = JsonResponse(
+        {"detail": f"Rate limit exceeded for this {what}; retry in {seconds} seconds."}, status=429
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def check_or_429(request, *, group: str, key: str | None, rate_setting: str, what: str) -> JsonResponse | None:
+    """For plain Django views: None when the request may proceed, else the 429 response.
+
+    ``key`` None means the request is not authenticated: it is limited per IP at the anonymous rate.
+    """
+    if key is None:
+        key, rate, what = client_ip_key(request), settings.TARGETGRID_RATE_ANONYMOUS, "client address"
+    else:
+        rate = getattr(settings, rate_setting)
+    seconds = retry_after(request, group=group, key=key, rate=rate)
+    return too_many_requests(seconds, what=what) if seconds else None
+
+
+class RateLimitedMixin:
+    """For DRF views: limit after authentication, per API key (or staff user, or IP)."""
+
+    ratelimit_group = "ingest"
+    ratelimit_rate_setting = "TARGETGRID_RATE_INGEST"
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        from .models import ApiKey
+
+        if isinstance(request.auth, ApiKey):
+            key, rate, what = f"api-key:{request.auth.pk}", getattr(settings, self.ratelimit_rate_setting), "API key"
+        elif request.user and request.user.is_authenticated:
+            key, rate, what = f"user:{request.user.pk}", getattr(settings, self.ratelimit_rate_setting), "user"
+        else:  # unreachable behind IsApiKeyOrStaff; kept so a public view is never unlimited
+            key, rate, what = client_ip_key(request), settings.TARGETGRID_RATE_ANONYMOUS, "client address"
+        seconds = retry_after(request, group=self.ratelimit_group, key=key, rate=rate)
+        if seconds:
+            raise Throttled(wait=seconds, detail=f"Rate limit exceeded for this {what}; retry in {seconds} seconds.")
