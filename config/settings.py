@@ -282,11 +282,13 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 # Standard Webhooks replay window (seconds either side of the server clock).
 TARGETGRID_WEBHOOK_TOLERANCE_SECONDS = env_int("TARGETGRID_WEBHOOK_TOLERANCE_SECONDS", 300)
 # django-ratelimit rates ("<count>/<period>", period s|m|h|d), per API key / webhook source / write key;
-# requests that are not authenticated are limited per client IP.
-TARGETGRID_RATE_INGEST = env("TARGETGRID_RATE_INGEST", "600/m")
+# requests that are not authenticated are limited per client IP. The ingest defaults stop a runaway
+# client without throttling a real integration (a CRM sync, the benchmark's 32 clients on one key);
+# tighten them per deployment.
+TARGETGRID_RATE_INGEST = env("TARGETGRID_RATE_INGEST", "2000/s")
 TARGETGRID_RATE_UPLOAD = env("TARGETGRID_RATE_UPLOAD", "30/m")
-TARGETGRID_RATE_WEBHOOK = env("TARGETGRID_RATE_WEBHOOK", "600/m")
-TARGETGRID_RATE_SEGMENT = env("TARGETGRID_RATE_SEGMENT", "1200/m")
+TARGETGRID_RATE_WEBHOOK = env("TARGETGRID_RATE_WEBHOOK", "2000/s")
+TARGETGRID_RATE_SEGMENT = env("TARGETGRID_RATE_SEGMENT", "2000/s")
 TARGETGRID_RATE_ANONYMOUS = env("TARGETGRID_RATE_ANONYMOUS", "60/m")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 # W001 flags any cache but django-redis/memcached; Django's own RedisCache increments atomically too.
