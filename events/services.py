@@ -9,9 +9,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from config.retry import run_with_retries
-from django.utils import timezone
 
 from leads.models import Lead
 from leads.services import leads_ensure_for_emails
@@ -231,3 +231,26 @@ def webhook_source_rotate_secret(*, source) -> str:
     source.secret = webhook_secret_generate()
     source.save(update_fields=["secret", "previous_secret"])
     return source.secret
+
+
+def webhook_source_create(
+    *,
+    name: str,
+    mode: str = "signed",
+    secret_header: str = "X-Webhook-Secret",
+    allowed_event_types: Sequence[str] = (),
+    source_tag: str = "webhook",
+):
+    """Create a webhook source; its secret (``whsec_…``) is generated and readable in the admin."""
+    from .models import WebhookSource
+
+    source = WebhookSource(
+        name=name,
+        mode=mode,
+        secret_header=secret_header,
+        allowed_event_types=[t.strip().upper() for t in allowed_event_types if t.strip()],
+        source_tag=source_tag,
+    )
+    source.full_clean()
+    source.save()
+    return source
