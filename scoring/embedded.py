@@ -69,6 +69,7 @@ class EmbeddedWorker:
         sweep = sync_to_async(self._in_thread(events_requeue_pending), thread_sensitive=False)
         chunk = settings.TARGETGRID_PROCESS_CHUNK
         await self._safely(sweep, older_than_seconds=0)
+        await self._safely(self._resume_imports)
         while True:
             try:
                 ids = await asyncio.wait_for(self._queue.get(), timeout=SWEEP_INTERVAL_SECONDS)
@@ -80,6 +81,13 @@ class EmbeddedWorker:
             result = await self._safely(process, event_ids=ids)
             if result is not None:
                 self.processed += result.processed
+
+    async def _resume_imports(self) -> None:
+        """Imports left queued/running by a previous server process continue from their last
+        committed chunk (a concurrent runner of the same job stops at its next chunk)."""
+        from events.imports import imports_resume_stalled
+
+        await sync_to_async(self._in_thread(imports_resume_stalled), thread_sensitive=False)(older_than_seconds=0)
 
     @staticmethod
     def _in_thread(func):
