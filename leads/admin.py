@@ -9,6 +9,10 @@ from .resources import LeadResource
 
 IMPORT_EXPORT_FORMATS = [CSV, JSON, XLSX]
 
+admin.site.site_header = "TargetGrid admin"
+admin.site.site_title = "TargetGrid admin"
+admin.site.index_title = "Leads, events, rules and audit"
+
 
 @admin.register(Lead)
 class LeadAdmin(ImportExportModelAdmin):
