@@ -403,7 +403,7 @@ def test_events_page_filters_and_refreshes_live(admin_page, server):
     event = server.post_event(email, "EMAIL_OPEN")
     row = page.locator(f"[data-region=events] tr[data-event-id='{event['event_id']}']")
     expect(row).to_contain_text("Processed", timeout=5000)
-    types = page.locator("[data-region=events] tbody tr .cell-primary").all_inner_texts()
+    types = page.locator("[data-region=events] tbody tr [data-type]").all_inner_texts()
     assert types and set(types) == {"EMAIL_OPEN"}
     assert_not_reloaded(page)
     page.goto("/events/")
