@@ -329,6 +329,9 @@ def test_lead_page_and_leaderboard_follow_a_posted_event_without_reload(admin_pa
         "Processed", timeout=5000
     )
     expect(lead_page.locator("[data-history-table] tbody tr").first).to_contain_text("DEMO_REQUEST +50")
+    facts = lead_page.locator("[data-region=facts] dd")
+    expect(facts.nth(1)).to_have_text("2")  # events
+    expect(facts.nth(2)).to_have_text("2")  # score changes
     points = lead_page.evaluate("Chart.getChart(document.getElementById('score-chart')).data.datasets[0].data.length")
     assert points == 2
     assert_not_reloaded(lead_page)

@@ -337,7 +337,7 @@
     function refreshTables() {
       var events = knownIds('[data-events-table] tr[data-event-id]', 'data-event-id');
       var changes = knownIds('[data-history-table] tr[data-change-id]', 'data-change-id');
-      return refreshRegions(['events', 'history', 'timeline']).then(function () {
+      return refreshRegions(['events', 'history', 'timeline', 'facts']).then(function () {
         $all('[data-events-table] tr[data-event-id]').forEach(function (row) {
           if (!events[row.getAttribute('data-event-id') + '|' + row.getAttribute('data-status')]) Live.flash(row);
         });
