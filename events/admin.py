@@ -79,6 +79,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             request, f"API key for {obj.name!r}: {raw_key} — copy it now, it is not shown again.", messages.WARNING
         )
 
+
 class WebhookSourceForm(forms.ModelForm):
     class Meta:
         model = WebhookSource
