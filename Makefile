@@ -8,7 +8,7 @@ WS_PORT ?= 8001
 WORKERS ?= 2
 CONCURRENCY ?= 2
 
-.PHONY: run test install install-dev install-prod web worker beat bench migrate clean
+.PHONY: run test install install-dev install-prod web worker beat bench bench-pages seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,14 @@ beat: install-prod
 
 bench: install-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Render time of the operator pages (default 100,000 leads; BENCH_ARGS="--leads 10000").
+bench-pages: install-dev
+	$(BIN)/python bench/pages.py $(BENCH_ARGS)
+
+## Demo data for the operator UI (leads + events through the real ingest and scoring).
+seed: migrate
+	$(BIN)/python manage.py seed_demo --leads $${LEADS:-500} --events $${EVENTS:-5000}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -245,6 +245,26 @@ TARGETGRID_PROCESS_CHUNK = env_int("TARGETGRID_PROCESS_CHUNK", 1000)
 TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
 
+
+def parse_stages(value: str) -> list[tuple[str, int]]:
+    """``"MQL:100,SQL:300,HOT:600"`` -> ``[("MQL", 100), ("SQL", 300), ("HOT", 600)]`` (ascending)."""
+    stages = []
+    for item in (part.strip() for part in value.split(",")):
+        name, sep, threshold = item.partition(":")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            stages.append((name.strip(), int(threshold)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"TARGETGRID_STAGES must look like 'MQL:100,SQL:300,HOT:600', got {value!r}"
+            ) from None
+    return sorted(stages, key=lambda stage: stage[1])
+
+
+# Lead stages by score threshold (the dashboard counts leads at or over each; pages label leads).
+TARGETGRID_STAGES = parse_stages(env("TARGETGRID_STAGES", "MQL:100,SQL:300,HOT:600"))
+
 # --- API ------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -300,6 +320,11 @@ if not REDIS_URL:
 # Behind a proxy set e.g. RATELIMIT_IP_META_KEY=HTTP_X_REAL_IP so clients are not all one IP.
 if env("RATELIMIT_IP_META_KEY"):
     RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY")
+
+# Admin import/export (django-import-export): importing needs the model's "add" permission,
+# exporting its "view" permission, so the Viewers group can export but never import.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

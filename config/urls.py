@@ -21,4 +21,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Operator pages (server-rendered, staff only).
+    path("", include("leads.urls_pages")),
+    path("", include("events.urls_pages")),
+    path("", include("scoring.urls_pages")),
 ]

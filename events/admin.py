@@ -3,26 +3,81 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from scoring.models import validate_event_type
+from scoring.services import events_requeue
 
-from .models import (ApiKey, Event, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource, WebhookSource)
-from .services import webhook_source_rotate_secret
+from .models import (ApiKey, Event, EventStatus, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource,
+                     WebhookSource)
+from .services import api_key_create, webhook_source_rotate_secret
 from .webhooks import secret_key_bytes
 
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
+    """Events enter through ``event_ingest`` (API, imports), never through an admin form; once scored
+    (or skipped, or failed) an event is history and read-only."""
+
     list_display = ["event_id", "event_type", "lead", "timestamp", "received_at", "status", "points", "late", "source"]
-    list_filter = ["status", "event_type", "source", "late"]
+    list_filter = ["status", "event_type", "source", "late", "received_at"]
     search_fields = ["event_id", "lead__email"]
     raw_id_fields = ["lead"]
     date_hierarchy = "timestamp"
     list_select_related = ["lead"]
+    show_full_result_count = False
+    readonly_fields = [
+        "id",
+        "event_id",
+        "lead",
+        "received_at",
+        "processed",
+        "processed_at",
+        "status",
+        "points",
+        "score_after",
+        "late",
+        "source",
+        "error",
+    ]
+    actions = ["requeue_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.status != EventStatus.PENDING:
+            return False
+        return super().has_change_permission(request, obj)
+
+    @admin.action(description="Re-enqueue selected pending events for scoring", permissions=["change"])
+    def requeue_selected(self, request, queryset):
+        ids = list(queryset.values_list("id", flat=True))
+        sent = events_requeue(event_ids=ids)
+        skipped = len(ids) - sent
+        text = f"Re-enqueued {sent} pending event{'s' if sent != 1 else ''}."
+        if skipped:
+            text += f" {skipped} already scored (or skipped/failed) were left alone."
+        self.message_user(request, text, messages.SUCCESS if sent else messages.WARNING)
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "key_prefix", "is_active", "created_at", "last_used_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "key_prefix"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new key is made by the service (only its hash is stored); show the key once.
+        created, raw_key = api_key_create(name=obj.name)
+        if not obj.is_active:
+            ApiKey.objects.filter(pk=created.pk).update(is_active=False)
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request, f"API key for {obj.name!r}: {raw_key} — copy it now, it is not shown again.", messages.WARNING
+        )
 
 
 class WebhookSourceForm(forms.ModelForm):

@@ -25,3 +25,25 @@ def rule_list() -> QuerySet[ScoringRule]:
 
 def score_history(*, lead_id) -> QuerySet[ScoreChange]:
     return ScoreChange.objects.filter(lead_id=lead_id).select_related("event").order_by("-id")
+
+
+def score_changes_latest(*, limit: int = 20) -> list[ScoreChange]:
+    """The newest score changes across leads (the dashboard's feed), newest first."""
+    return list(
+        ScoreChange.objects.select_related("lead", "event")
+        .only(
+            "id",
+            "lead__id",
+            "lead__email",
+            "event__event_id",
+            "event_type",
+            "previous_score",
+            "new_score",
+            "delta",
+            "reason",
+            "late",
+            "timestamp",
+            "created_at",
+        )
+        .order_by("-id")[:limit]
+    )

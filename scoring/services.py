@@ -243,6 +243,22 @@ def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int 
     return len(ids)
 
 
+def events_requeue(*, event_ids: Sequence) -> int:
+    """Re-send the given events that are still pending (an operator's nudge from the admin); events
+    already scored are left alone, and scoring them twice is harmless anyway. Returns how many."""
+    from .dispatch import events_send
+
+    ids = list(
+        Event.objects.filter(pk__in=list(event_ids), status=EventStatus.PENDING)
+        .order_by("received_at")
+        .values_list("id", flat=True)
+    )
+    if ids:
+        logger.info("re-enqueueing %d pending events on request", len(ids))
+        events_send(event_ids=[str(pk) for pk in ids])
+    return len(ids)
+
+
 def rule_save(*, rule=None, **fields):
     """Create or update a scoring rule; it applies to the next event scored (rules are read per batch)."""
     from .models import ScoringRule

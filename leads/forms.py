@@ -1,0 +1,51 @@
+"""Forms of the lead pages: the list filter and the "add lead" form (input only; writes go through
+services)."""
+
+from __future__ import annotations
+
+from django import forms
+
+from .selectors import LEAD_ORDERINGS
+
+SCORE_LIMIT = 1_000_000_000
+
+
+class LeadFilterForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=200, strip=True)
+    min_score = forms.IntegerField(label="Min score", required=False, min_value=0, max_value=SCORE_LIMIT)
+    max_score = forms.IntegerField(label="Max score", required=False, min_value=0, max_value=SCORE_LIMIT)
+    o = forms.ChoiceField(
+        label="Sort", required=False, choices=[(value, value) for value in sorted(LEAD_ORDERINGS)]
+    )
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_score"), data.get("max_score")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_score", "must be at least the min score")
+        return data
+
+    def filters(self) -> dict:
+        """The valid filters (an invalid field is shown with its error and ignored)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {
+            "search": data.get("q") or "",
+            "min_score": data.get("min_score"),
+            "max_score": data.get("max_score") if "max_score" not in self.errors else None,
+            "ordering": data.get("o") or "-current_score",
+        }
+
+
+class LeadCreateForm(forms.Form):
+    email = forms.EmailField(label="E-mail", max_length=254)
+    first_name = forms.CharField(label="First name", max_length=100, required=False)
+    last_name = forms.CharField(label="Last name", max_length=100, required=False)
+    company = forms.CharField(label="Company", max_length=200, required=False)
+    phone = forms.CharField(label="Phone", max_length=50, required=False)
+    max_score = forms.IntegerField(
+        label="Max score", min_value=0, max_value=SCORE_LIMIT, initial=1000, help_text="The score is capped here."
+    )
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
