@@ -19,3 +19,7 @@ from .settings import DATABASES  # noqa: E402
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, as in the embedded default (WAL, busy timeout), not the shared-cache in-memory
+    # database, whose table locks fail concurrent tests at once instead of waiting.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["TARGETGRID_DATA_DIR"], "test.sqlite3")}

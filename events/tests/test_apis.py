@@ -145,7 +145,6 @@ def test_events_for_lead(api):
     assert api.get(f"/api/events/lead/{uuid.uuid4()}").status_code == 404
 
 
-@pytest.mark.skipif("connection.vendor == 'sqlite'", reason="SQLite serialises writers; the race needs MySQL")
 def test_concurrent_duplicates_never_5xx_nor_double_score(api_key):
     # Given 8 clients posting the same event_id at once,
     barrier = threading.Barrier(8)
