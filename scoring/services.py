@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.bulk import rows_update
 from config.retry import run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
@@ -182,20 +183,38 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
             changed_leads.append(lead)
 
     ScoreChange.objects.bulk_create(score_changes, batch_size=1000)
-    Event.objects.bulk_update(
-        list(event_updates.values()),
-        ["status", "processed", "processed_at", "points", "score_after", "late", "error"],
-        batch_size=1000,
+    _write_events(event_updates.values(), now=now)
+    rows_update(Event, fields=["score_after"], rows=[(e.id, e.score_after) for e in refold_updates])
+    rows_update(
+        Lead,
+        fields=["current_score", "last_processed_event_time", "last_processed_event_id"],
+        rows=[
+            (lead.id, lead.current_score, lead.last_processed_event_time, lead.last_processed_event_id)
+            for lead in changed_leads
+        ],
+        constants={"updated_at": now},
     )
-    if refold_updates:
-        Event.objects.bulk_update(refold_updates, ["score_after"], batch_size=1000)
-    if changed_leads:
-        Lead.objects.bulk_update(
-            changed_leads,
-            ["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"],
-            batch_size=1000,
-        )
     return ProcessResult(processed=len(score_changes), skipped=skipped, changes=broadcasts)
+
+
+def _write_events(events, *, now) -> None:
+    """One set-based UPDATE per outcome (processed / skipped) instead of a CASE per field."""
+    processed, skipped = [], []
+    for event in events:
+        if event.status == EventStatus.PROCESSED:
+            processed.append((event.id, event.points, event.score_after, event.late))
+        else:
+            skipped.append((event.id, event.points, event.late, event.error))
+    common = {"processed": True, "processed_at": now}
+    rows_update(
+        Event,
+        fields=["points", "score_after", "late"],
+        rows=processed,
+        constants={"status": EventStatus.PROCESSED, **common},
+    )
+    rows_update(
+        Event, fields=["points", "late", "error"], rows=skipped, constants={"status": EventStatus.SKIPPED, **common}
+    )
 
 
 def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
