@@ -245,12 +245,58 @@ def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
     return base, tail, {e.event_id: e for e in stored}
 
 
+def events_drain_partition(*, partition: int) -> int:
+    """Score the pending events of one partition, a chunk per transaction, until none is left.
+
+    At most one drain runs per partition (a Redis lock); a second one returns at once and the
+    holder, seeing the partition marked dirty, drains again. Bounded in time: after
+    ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
+    """
+    from . import partitions
+    from .dispatch import partitions_wake
+
+    partitions.unqueue(partition)
+    processed = 0
+    limit = settings.TARGETGRID_DRAIN_CHUNK
+    deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
+    with partitions.drain_lock(partition) as acquired:
+        if not acquired:
+            return 0
+        while True:
+            partitions.take_dirty(partition)
+            ids = list(
+                Event.objects.filter(status=EventStatus.PENDING, partition=partition)
+                .order_by("received_at")
+                .values_list("id", flat=True)[:limit]
+            )
+            if ids:
+                processed += events_process(event_ids=ids).processed
+            if len(ids) < limit and not partitions.is_dirty(partition):
+                break
+            if time.monotonic() > deadline:
+                partitions_wake(partitions=[partition], force=True)
+                return processed
+    if partitions.is_dirty(partition):  # events committed while the lock was being released
+        partitions_wake(partitions=[partition])
+    return processed
+
+
 def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
     """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage)."""
-    from .dispatch import events_send
+    from .dispatch import events_send, partitions_wake
 
     age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
+    if settings.TARGETGRID_QUEUE == "celery":
+        stale = set(
+            Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
+            .values_list("partition", flat=True)
+            .distinct()
+        )
+        if stale:
+            logger.info("sweep: waking partitions %s", sorted(stale))
+            partitions_wake(partitions=stale, force=True)
+        return len(stale)
     ids = list(
         Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
         .order_by("received_at")
