@@ -142,8 +142,9 @@ class Database:
             lead_upsert = (" ON CONFLICT(id) DO UPDATE SET current_score=excluded.current_score, "
                            "last_processed_event_time=excluded.last_processed_event_time, "
                            "last_processed_event_id=excluded.last_processed_event_id, updated_at=excluded.updated_at")
+        q = "`" if mysql else '"'  # "partition" is a reserved word in MySQL
         event_cols = ("id, event_id, lead_id, event_type, timestamp, received_at, processed, processed_at, status, "
-                      "points, score_after, late, metadata, source, error")
+                      f"points, score_after, late, metadata, source, error, {q}partition{q}")
         change_cols = "lead_id, event_id, event_type, previous_score, new_score, delta, reason, late, timestamp, created_at"
 
         def values_sql(cols: str, n: int) -> str:
@@ -170,7 +171,7 @@ class Database:
                 event_pk = uuid.uuid4().hex
                 when = t0 + timedelta(milliseconds=seq)
                 ev_rows.append((event_pk, f"raw-{seq:09d}", lead_ids[pick], "PAGE_VIEW", ts(when), ts(now), True,
-                                ts(now), "processed", 5, seq % 1000, False, "{}", "batch", ""))
+                                ts(now), "processed", 5, seq % 1000, False, "{}", "batch", "", pick % 8))
                 ch_rows.append((lead_ids[pick], event_pk, "PAGE_VIEW", 0, 5, 5, "PAGE_VIEW +5", False, ts(when),
                                 ts(now)))
                 lead_rows[pick] = (lead_ids[pick], lead_emails[pick], "", "", "", "", seq % 1000, 1000, ts(when),

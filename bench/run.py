@@ -59,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2, help="prod: Celery worker processes")
     p.add_argument("--concurrency", type=int, default=1, help="prod: celery -c")
     p.add_argument("--web-workers", type=int, default=2, help="prod: gunicorn -w")
-    p.add_argument("--web-threads", type=int, default=1, help="prod: gunicorn --threads")
+    p.add_argument("--web-threads", type=int, default=4, help="prod: gunicorn -k gthread --threads")
     p.add_argument("--drain-timeout", type=float, default=300.0, help="max seconds to wait for scoring to finish")
     p.add_argument("--no-raw", action="store_true", help="skip the raw-write floor")
     p.add_argument("--allow-any-db", action="store_true", help="prod: allow a DATABASE_URL not named tg_bench*")
@@ -137,6 +137,8 @@ async def run_scenario(name: str, args, ctx) -> dict:
             await asyncio.sleep(5 if name == "soak" else 1)
 
     sampling = asyncio.create_task(sampler())
+    cpu_before = ctx["stack"].cpu_seconds() if ctx["stack"].procs else {}
+    client_cpu_before = time.process_time()
     print(f"  {name}: {len(wl.sent)} events ({unique} unique, {wl.late} late) over {len(wl.emails)} leads ...",
           flush=True)
     if name in ("batch", "hot"):
@@ -149,6 +151,9 @@ async def run_scenario(name: str, args, ctx) -> dict:
         extra = await send_paced_batches(api, wl.batches(args.batch_size), args.soak_rate, log)
     done = await drain(listener, log, unique, db, api, tag, args.drain_timeout)
     sampling.cancel()
+    cpu_after = ctx["stack"].cpu_seconds() if ctx["stack"].procs else {}
+    cpu_ms = {role: round(1000 * (cpu_after[role] - cpu_before.get(role, 0)) / unique, 3) for role in cpu_after}
+    cpu_ms["bench client"] = round(1000 * (time.process_time() - client_cpu_before) / unique, 3)
     await asyncio.sleep(0.5)  # late doubles, if any, have a chance to show up
 
     accepted = log.items.get("accepted", 0)
@@ -205,6 +210,7 @@ async def run_scenario(name: str, args, ctx) -> dict:
         "frame_latency_ms": client.percentiles(latencies),
         "frame_before_response": negative,
         "checks": checks,
+        "cpu_ms_per_event": cpu_ms,
         **extra,
     }
     if name == "soak" and samples:
@@ -355,6 +361,9 @@ def print_table(report: dict) -> None:
                   f", rows {c['db']['score_changes'] if c['db'] else '-'}/{c['unique_events']})")
         print(f"{s['scenario']:<8} {s['sent']:>7} {s['unique']:>7} {s['ingest_events_per_s']:>9} "
               f"{s['e2e_events_per_s']:>7} {http:>16} {frame:>26}  {verdict}{detail}")
+    print("CPU ms per unique event (user+sys of each process tree; robust to a busy machine):")
+    for s in report["scenarios"]:
+        print(f"  {s['scenario']:<8} " + "  ".join(f"{k} {v}" for k, v in s["cpu_ms_per_event"].items()))
     raw = report.get("raw_write")
     if raw:
         print(f"raw-write floor (same engine, {raw['events']} events, batches of {raw['batch']}, 1 writer): "

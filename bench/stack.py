@@ -86,6 +86,22 @@ def tree_kb(pid: int, field_name: str) -> int:
     return sum(_status_kb(p, field_name) for p in tree(pid))
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process and its live descendants (and the children they reaped)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / CLK_TCK
+
+
 @dataclass
 class Proc:
     role: str  # web | ws | worker
@@ -128,6 +144,12 @@ class Stack:
         out: dict[str, float] = {}
         for proc in self.procs:
             out[proc.role] = round(out.get(proc.role, 0) + proc.rss_kb() / 1024, 1)
+        return out
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for proc in self.procs:
+            out[proc.role] = out.get(proc.role, 0) + tree_cpu_seconds(proc.popen.pid)
         return out
 
     def check_alive(self) -> None:
@@ -261,14 +283,14 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
         database_url=database_url,
         workdir=workdir,
         description={
-            "server": f"gunicorn -w {web_workers} --threads {web_threads} (API) + daphne (WebSocket)",
+            "server": f"gunicorn -w {web_workers} -k gthread --threads {web_threads} (API) + daphne (WebSocket)",
             "workers": f"{workers} x celery -c {concurrency}",
             "database": "MariaDB/MySQL",
             "redis": redis_url,
         },
     )
     gunicorn = [str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{api_port}", "-w", str(web_workers),
-                "--threads", str(web_threads), "--backlog", "2048", "--timeout", "120"]
+                "-k", "gthread", "--threads", str(web_threads), "--keep-alive", "30", "--backlog", "2048", "--timeout", "120"]
     stack.procs.append(_spawn("web", "gunicorn", gunicorn, env, workdir))
     stack.procs.append(
         _spawn("ws", "daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(ws_port), "config.asgi:application"],

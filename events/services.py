@@ -119,10 +119,11 @@ def event_ingest(
         _store(unique, source=source, now=now, unscored=unscored)
 
     if with_events:
-        ids = [r.event_id for r in results if r.status in (ACCEPTED, DUPLICATE)]
-        by_event_id = {e.event_id: e for e in Event.objects.filter(event_id__in=ids)}
+        # Accepted rows are the ones just written (already on the result); duplicates are read.
+        ids = [r.event_id for r in results if r.status == DUPLICATE]
+        by_event_id = {e.event_id: e for e in Event.objects.filter(event_id__in=ids)} if ids else {}
         for result in results:
-            if result.status in (ACCEPTED, DUPLICATE):
+            if result.status == DUPLICATE:
                 result.event = by_event_id.get(result.event_id)
 
     duplicates = [r.event_id for r in results if r.status == DUPLICATE]
@@ -213,7 +214,8 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
                 result.status = DUPLICATE  # a concurrent request stored the same event_id first
             elif result.index not in unscored:
                 accepted.append(stored_pk)
-                partitions.add(by_event_id[parsed.event_id].partition)
+                result.event = by_event_id[parsed.event_id]
+                partitions.add(result.event.partition)
         if accepted:
             events_enqueue(event_ids=accepted, partitions=partitions)
 
