@@ -8,6 +8,7 @@ pure engine, writes the ScoreChange rows and the leads in bulk, and broadcasts a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
