@@ -250,6 +250,8 @@ TARGETGRID_DRAIN_CHUNK = env_int("TARGETGRID_DRAIN_CHUNK", 2000)
 TARGETGRID_DRAIN_SECONDS = env_int("TARGETGRID_DRAIN_SECONDS", 20)
 TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
+# At most one leaderboard.updated per this many seconds (plus a trailing one); 0 = every batch.
+TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
 
 
 def parse_stages(value: str) -> list[tuple[str, int]]:
