@@ -5,10 +5,14 @@ never wait on each other's lead locks and a burst of requests becomes a few larg
 Coordination lives in Redis (Celery mode only); the Event rows stay the source of truth:
 
 * ``dirty:<p>``  set by every commit that stored events of the partition;
-* ``queued:<p>`` set (NX) when a wake-up message is published, cleared when the task starts, so at
-  most one wake-up per partition waits in the queue however many requests arrive;
+* ``queued:<p>`` set (NX) when a wake-up message is published and kept while that drain runs, so
+  at most one wake-up per partition is queued or running however many requests arrive;
 * ``lock:<p>``   held by the running drain (token, expiry); a second drain returns at once and the
-  holder, seeing ``dirty``, drains again. After releasing, the holder re-checks ``dirty``.
+  holder, seeing ``dirty``, drains again.
+
+A drain ends with: release ``lock``, clear ``queued``, re-check ``dirty`` (and wake if set). A
+request committing at any point of that sequence is either seen by the re-check or publishes a
+wake-up of its own that finds the lock free.
 """
 
 from __future__ import annotations

@@ -250,13 +250,14 @@ def events_drain_partition(*, partition: int) -> int:
     """Score the pending events of one partition, a chunk per transaction, until none is left.
 
     At most one drain runs per partition (a Redis lock); a second one returns at once and the
-    holder, seeing the partition marked dirty, drains again. Bounded in time: after
-    ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
+    holder, seeing the partition marked dirty, drains again. While a drain is queued or running,
+    the partition's ``queued`` flag stays set, so requests publish no further wake-ups; it is
+    cleared after the lock is released and the dirty flag re-checked (scoring/partitions.py).
+    Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
     """
     from . import partitions
     from .dispatch import partitions_wake
 
-    partitions.unqueue(partition)
     processed = 0
     limit = settings.TARGETGRID_DRAIN_CHUNK
     deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
@@ -275,9 +276,9 @@ def events_drain_partition(*, partition: int) -> int:
             if len(ids) < limit and not partitions.is_dirty(partition):
                 break
             if time.monotonic() > deadline:
-                partitions_wake(partitions=[partition], force=True)
-                return processed
-    if partitions.is_dirty(partition):  # events committed while the lock was being released
+                break
+    partitions.unqueue(partition)
+    if partitions.is_dirty(partition):  # events committed after the last look, or handed over
         partitions_wake(partitions=[partition])
     return processed
 
