@@ -98,7 +98,10 @@ class Api:
         data = json.dumps(payload)
         async with self.session.post(self.base + path, data=data, headers=self.headers) as resp:
             body = await resp.read()
-            return resp.status, (json.loads(body) if body else {})
+            try:
+                return resp.status, (json.loads(body) if body else {})
+            except ValueError:  # an error page: keep it for the report
+                return resp.status, {"status": "error", "body": body[:300].decode(errors="replace")}
 
 
 class SendLog:

@@ -14,6 +14,7 @@ Other backends fall back to ``bulk_update``. Values are prepared by each field
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,3 +96,76 @@ def _fallback(model, *, fields, rows, constants, using) -> int:
         objs.append(obj)
     model.objects.using(using).bulk_update(objs, [*fields, *constants], batch_size=1000)
     return (len(objs) + 999) // 1000
+
+
+_PLAIN_TYPES = {
+    "CharField",
+    "TextField",
+    "EmailField",
+    "SlugField",
+    "IntegerField",
+    "SmallIntegerField",
+    "PositiveSmallIntegerField",
+    "PositiveIntegerField",
+    "BigIntegerField",
+    "BooleanField",
+}
+
+
+def _converter(field, connection):
+    """A cheap value -> database value function for one field (``get_db_prep_save`` semantics)."""
+    if field.get_internal_type() in _PLAIN_TYPES and not field.is_relation:
+        return None  # passed as is
+    target = field.target_field if field.is_relation else field
+    if target.get_internal_type() == "UUIDField" and not connection.features.has_native_uuid_field:
+        prep = field.get_db_prep_save
+        return lambda value: value.hex if isinstance(value, uuid.UUID) else prep(value, connection)
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = "default") -> int:
+    """Insert model instances as multi-row INSERTs, taking their attribute values as they are.
+
+    What ``bulk_create`` does, at a fraction of the CPU: it compiles every value through the
+    query compiler (~0.1 ms per 17-column row, the largest cost of a 1,000-event batch request in
+    bench/) and, on SQLite, splits at 999 parameters. No signals, no ``pre_save`` (``auto_now_add``
+    values must be set by the caller), no primary keys read back: the caller sets them (UUIDs) or
+    does not need them. ``ignore_conflicts`` skips rows that violate a unique constraint.
+    Returns the number of statements executed.
+    """
+    if not objs:
+        return 0
+    model = type(objs[0])
+    meta = model._meta
+    connection = connections[using]
+    if connection.vendor not in ("mysql", "sqlite"):
+        model.objects.using(using).bulk_create(objs, ignore_conflicts=ignore_conflicts, batch_size=1000)
+        return (len(objs) + 999) // 1000
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and f.get_internal_type() in _AUTO)]
+    converters = [_converter(f, connection) for f in fields]
+    attnames = [f.attname for f in fields]
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    if connection.vendor == "mysql":
+        head, tail = ("INSERT IGNORE INTO" if ignore_conflicts else "INSERT INTO"), ""
+    else:
+        head, tail = "INSERT INTO", (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    per_statement = max(1, min(2000, MAX_PARAMS // len(fields)))
+    statements = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), per_statement):
+            part = objs[start : start + per_statement]
+            params: list[Any] = []
+            for obj in part:
+                values = obj.__dict__
+                for attname, convert in zip(attnames, converters):
+                    value = values[attname]
+                    params.append(value if convert is None or value is None else convert(value))
+            sql = f"{head} {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * len(part))}{tail}"
+            cursor.execute(sql, params)
+            statements += 1
+    return statements
+
+
+_AUTO = {"AutoField", "BigAutoField", "SmallAutoField"}

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
+from config.bulk import objs_insert
 from config.retry import run_with_retries
-
 from leads.models import Lead
 from leads.services import leads_ensure_for_emails
 from scoring.dispatch import events_enqueue
@@ -199,7 +199,7 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
         # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
         # order the scoring workers lock them, which keeps deadlocks with them rare.
         rows.sort(key=lambda event: event.lead_id)
-        Event.objects.bulk_create(rows, ignore_conflicts=True)
+        objs_insert(rows, ignore_conflicts=True)
         stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))
         accepted = []
         partitions = set()

@@ -19,7 +19,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.bulk import rows_update
+from config.bulk import objs_insert, rows_update
 from config.retry import run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
@@ -183,7 +183,7 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
             lead.updated_at = now
             changed_leads.append(lead)
 
-    ScoreChange.objects.bulk_create(score_changes, batch_size=1000)
+    objs_insert(score_changes)
     _write_events(event_updates.values(), now=now)
     rows_update(Event, fields=["score_after"], rows=[(e.id, e.score_after) for e in refold_updates])
     rows_update(
