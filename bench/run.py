@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--dup-share", type=float, default=0.05)
     p.add_argument("--late-share", type=float, default=0.05)
     p.add_argument("--hot-share", type=float, default=0.5)
-    p.add_argument("--single-events", type=int, default=3_000)
+    p.add_argument("--single-events", type=int, default=2_000)
     p.add_argument("--single-clients", type=int, default=32)
     p.add_argument("--steady-rate", type=float, default=200.0)
     p.add_argument("--steady-seconds", type=float, default=15.0)

@@ -102,6 +102,19 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def _pids_named(names: tuple[str, ...]) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as fh:
+                    if fh.read().strip() in names:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 @dataclass
 class Proc:
     role: str  # web | ws | worker
@@ -150,6 +163,9 @@ class Stack:
         out: dict[str, float] = {}
         for proc in self.procs:
             out[proc.role] = out.get(proc.role, 0) + tree_cpu_seconds(proc.popen.pid)
+        if self.kind == "prod":
+            for pid in _pids_named(("mariadbd", "mysqld")):  # a shared server: other users count too
+                out["db server (shared)"] = out.get("db server (shared)", 0) + tree_cpu_seconds(pid)
         return out
 
     def check_alive(self) -> None:
