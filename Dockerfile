@@ -14,4 +14,4 @@ RUN useradd --system --home /app targetgrid && mkdir -p /var/lib/targetgrid \
  && chown targetgrid /var/lib/targetgrid
 USER targetgrid
 EXPOSE 8000 8001
-CMD ["gunicorn", "config.wsgi", "-b", "0.0.0.0:8000", "-w", "2", "--access-logfile", "-"]
+CMD ["gunicorn", "config.wsgi", "-b", "0.0.0.0:8000", "-w", "2", "-k", "gthread", "--threads", "4", "--keep-alive", "30", "--access-logfile", "-"]

@@ -7,6 +7,8 @@ PORT ?= 8000
 WS_PORT ?= 8001
 WORKERS ?= 2
 CONCURRENCY ?= 2
+# gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
+WEB_THREADS ?= 4
 
 .PHONY: run test install install-dev install-prod web worker beat bench bench-pages seed migrate clean
 
@@ -54,7 +56,7 @@ test: install-dev
 web: install-prod
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(WS_PORT) config.asgi:application & \
-	$(BIN)/gunicorn config.wsgi -b $(HOST):$(PORT) -w $(WORKERS) --access-logfile - ; \
+	$(BIN)/gunicorn config.wsgi -b $(HOST):$(PORT) -w $(WORKERS) -k gthread --threads $(WEB_THREADS) --keep-alive 30 --access-logfile - ; \
 	kill %1 2>/dev/null || true
 
 worker: install-prod

@@ -242,8 +242,16 @@ if TARGETGRID_LATE_EVENTS not in {"refold", "drop"}:
     raise ImproperlyConfigured("TARGETGRID_LATE_EVENTS must be 'refold' or 'drop'")
 TARGETGRID_BATCH_MAX = env_int("TARGETGRID_BATCH_MAX", 10_000)
 TARGETGRID_PROCESS_CHUNK = env_int("TARGETGRID_PROCESS_CHUNK", 1000)
+# Celery mode: leads are split into this many partitions; one drain task at a time per partition
+# (scoring/partitions.py). More partitions than worker processes keeps every worker busy.
+TARGETGRID_PARTITIONS = env_int("TARGETGRID_PARTITIONS", 8)
+# A drain task scores at most this many events per transaction, and hands over after this long.
+TARGETGRID_DRAIN_CHUNK = env_int("TARGETGRID_DRAIN_CHUNK", 2000)
+TARGETGRID_DRAIN_SECONDS = env_int("TARGETGRID_DRAIN_SECONDS", 20)
 TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
+# At most one leaderboard.updated per this many seconds (plus a trailing one); 0 = every batch.
+TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
 
 
 def parse_stages(value: str) -> list[tuple[str, int]]:

@@ -18,7 +18,13 @@ from .settings import DATABASES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
-    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    # <name>_test rather than Django's test_<name>: on a shared server every engineer's databases
+    # keep their own prefix (e.g. tg_bench_t -> tg_bench_t_test).
+    DATABASES["default"]["TEST"] = {
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_unicode_ci",
+        "NAME": f"{DATABASES['default']['NAME']}_test",
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, as in the embedded default (WAL, busy timeout), not the shared-cache in-memory
     # database, whose table locks fail concurrent tests at once instead of waiting.

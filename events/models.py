@@ -29,12 +29,16 @@ class Event(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=32, default="api")
     error = models.TextField(blank=True, default="")
+    # The scoring partition of the lead (scoring.partitions.partition_of): one drain task at a time
+    # per partition, so concurrent workers score disjoint sets of leads.
+    partition = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         indexes = [
             models.Index(fields=["lead", "status", "timestamp", "event_id"], name="event_lead_fold_idx"),
             models.Index(fields=["timestamp"], name="event_timestamp_idx"),
             models.Index(fields=["status", "received_at"], name="event_status_idx"),
+            models.Index(fields=["status", "partition", "received_at"], name="event_pending_part_idx"),
             models.Index(fields=["processed"], name="event_processed_idx"),
             models.Index(fields=["-received_at"], name="event_received_idx"),
         ]

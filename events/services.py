@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
+from config.bulk import objs_insert
 from config.retry import run_with_retries
-
 from leads.models import Lead
 from leads.services import leads_ensure_for_emails
 from scoring.dispatch import events_enqueue
+from scoring.partitions import partition_of
 from scoring.selectors import known_event_types
 
 from .models import ApiKey, Event, EventStatus
@@ -118,10 +119,11 @@ def event_ingest(
         _store(unique, source=source, now=now, unscored=unscored)
 
     if with_events:
-        ids = [r.event_id for r in results if r.status in (ACCEPTED, DUPLICATE)]
-        by_event_id = {e.event_id: e for e in Event.objects.filter(event_id__in=ids)}
+        # Accepted rows are the ones just written (already on the result); duplicates are read.
+        ids = [r.event_id for r in results if r.status == DUPLICATE]
+        by_event_id = {e.event_id: e for e in Event.objects.filter(event_id__in=ids)} if ids else {}
         for result in results:
-            if result.status in (ACCEPTED, DUPLICATE):
+            if result.status == DUPLICATE:
                 result.event = by_event_id.get(result.event_id)
 
     duplicates = [r.event_id for r in results if r.status == DUPLICATE]
@@ -175,10 +177,12 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
         by_email = leads_ensure_for_emails(emails={p.email for _, p in to_write if p.email})
         rows = []
         for result, parsed in to_write:
+            lead_id = parsed.lead_id or by_email[parsed.email]
             event = Event(
                 id=uuid.uuid4(),
                 event_id=parsed.event_id,
-                lead_id=parsed.lead_id or by_email[parsed.email],
+                lead_id=lead_id,
+                partition=partition_of(lead_id),
                 event_type=parsed.event_type,
                 timestamp=parsed.timestamp,
                 received_at=now,
@@ -195,22 +199,25 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
         # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
         # order the scoring workers lock them, which keeps deadlocks with them rare.
         rows.sort(key=lambda event: event.lead_id)
-        Event.objects.bulk_create(rows, ignore_conflicts=True)
+        objs_insert(rows, ignore_conflicts=True)
         stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))
         accepted = []
-        by_event_id = {row.event_id: row.id for row in rows}
+        partitions = set()
+        by_event_id = {row.event_id: row for row in rows}
         for result, parsed in to_write:
             stored_pk = stored.get(parsed.event_id)
             if stored_pk is None:
                 # The lead vanished between validation and insert (deleted concurrently).
                 result.status = REJECTED
                 result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
-            elif stored_pk != by_event_id[parsed.event_id]:
+            elif stored_pk != by_event_id[parsed.event_id].id:
                 result.status = DUPLICATE  # a concurrent request stored the same event_id first
             elif result.index not in unscored:
                 accepted.append(stored_pk)
+                result.event = by_event_id[parsed.event_id]
+                partitions.add(result.event.partition)
         if accepted:
-            events_enqueue(event_ids=accepted)
+            events_enqueue(event_ids=accepted, partitions=partitions)
 
 
 def api_key_create(*, name: str) -> tuple[ApiKey, str]:

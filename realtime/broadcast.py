@@ -12,6 +12,7 @@ from collections import defaultdict
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 
 from leads.selectors import leaderboard_top
 
@@ -42,18 +43,63 @@ def broadcast_score_changes(changes: list[dict]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    watched = groups.leads_watched({change["lead_id"] for change in changes})
     per_lead: dict[str, list[dict]] = defaultdict(list)
     for change in changes:
-        per_lead[change["lead_id"]].append(change)
-    leaderboard = leaderboard_payload()
+        if change["lead_id"] in watched:
+            per_lead[change["lead_id"]].append(change)
+    leaderboard = leaderboard_payload() if _leaderboard_due() else None
 
     async def send_all() -> None:
         await layer.group_send(groups.EVENTS, {"type": "score.changes", "changes": changes})
         for lead_id, lead_changes in per_lead.items():
             await layer.group_send(groups.lead_group(lead_id), {"type": "score.changes", "changes": lead_changes})
-        await layer.group_send(groups.LEADERBOARD, leaderboard)
+        if leaderboard is not None:
+            await layer.group_send(groups.LEADERBOARD, leaderboard)
 
     async_to_sync(send_all)()
+
+
+# Leaderboard coalescing: at most one leaderboard.updated per TARGETGRID_LEADERBOARD_INTERVAL
+# seconds, and always a trailing one after the last change (so the final board is never stale).
+_SENT_KEY = "realtime:leaderboard:sent"
+_TRAILING_KEY = "realtime:leaderboard:trailing"
+
+
+def _leaderboard_due() -> bool:
+    """True if the board should go out with this batch; otherwise a trailing send is scheduled."""
+    interval = settings.TARGETGRID_LEADERBOARD_INTERVAL
+    if interval <= 0 or settings.TARGETGRID_QUEUE == "inline":
+        return True
+    if cache.add(_SENT_KEY, 1, interval):
+        return True
+    if cache.add(_TRAILING_KEY, 1, interval * 3) and not _schedule_trailing(interval):
+        cache.delete(_TRAILING_KEY)
+        return True
+    return False
+
+
+def _schedule_trailing(delay: int) -> bool:
+    if settings.TARGETGRID_QUEUE == "celery":
+        from .tasks import leaderboard_flush
+
+        try:
+            leaderboard_flush.apply_async(countdown=delay)
+        except Exception:
+            return False
+        return True
+    from scoring.embedded import worker
+
+    return worker.call_later(delay, broadcast_leaderboard)
+
+
+def broadcast_leaderboard() -> None:
+    """Send the current leaderboard now (the trailing send of the coalescing above)."""
+    cache.delete(_TRAILING_KEY)
+    cache.set(_SENT_KEY, 1, max(1, settings.TARGETGRID_LEADERBOARD_INTERVAL))
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(groups.LEADERBOARD, leaderboard_payload())
 
 
 def broadcast_import_progress(import_id, payload: dict) -> None:

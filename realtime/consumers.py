@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -75,7 +77,25 @@ class LeadConsumer(LiveConsumer):
     async def get_groups(self) -> list[str] | None:
         lead_id = self.scope["url_route"]["kwargs"]["lead_id"]
         exists = await database_sync_to_async(Lead.objects.filter(pk=lead_id).exists)()
-        return [groups.lead_group(lead_id)] if exists else None
+        if not exists:
+            return None
+        # Marked before joining: the broadcast skips lead groups that nobody watches.
+        await groups.lead_watch(lead_id)
+        return [groups.lead_group(lead_id)]
+
+    async def on_accepted(self) -> None:
+        self.watching = asyncio.create_task(self._keep_watching(self.scope["url_route"]["kwargs"]["lead_id"]))
+
+    async def _keep_watching(self, lead_id) -> None:
+        while True:
+            await asyncio.sleep(groups.LEAD_WATCH_REFRESH_SECONDS)
+            await groups.lead_watch(lead_id)
+
+    async def disconnect(self, code):
+        watching = getattr(self, "watching", None)
+        if watching is not None:
+            watching.cancel()
+        await super().disconnect(code)
 
 
 class ImportConsumer(LiveConsumer):

@@ -2,12 +2,16 @@
 
 Always after commit, never inside the transaction: a worker must never look for a row that is not
 committed yet. The event rows are the source of truth; a lost wake-up is repaired by the sweep.
+
+Celery mode sends wake-ups, not ids: one ``scoring.drain_partition`` message per partition that
+has none queued yet (scoring/partitions.py); the task drains the partition's pending rows. The
+embedded worker and inline mode get the ids themselves (one consumer, in process).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -20,14 +24,37 @@ def chunks(items: Sequence, size: int):
         yield list(items[start : start + size])
 
 
-def events_enqueue(*, event_ids: Sequence) -> None:
+def events_enqueue(*, event_ids: Sequence, partitions: Iterable[int] = ()) -> None:
     ids = [str(pk) for pk in event_ids]
-    if ids:
+    if not ids:
+        return
+    if settings.TARGETGRID_QUEUE == "celery":
+        parts = sorted(set(partitions))
+        if not parts:  # a caller that does not know the partitions: wake them all
+            parts = list(range(settings.TARGETGRID_PARTITIONS))
+        transaction.on_commit(lambda: partitions_wake(partitions=parts))
+    else:
         transaction.on_commit(lambda: events_send(event_ids=ids))
 
 
+def partitions_wake(*, partitions: Iterable[int], force: bool = False) -> None:
+    """Publish a drain wake-up for each partition that has none queued (or for all, with force)."""
+    from . import partitions as parts
+    from .tasks import drain_partition
+
+    wanted = sorted(set(partitions))
+    try:
+        to_send = wanted if force else parts.mark_and_claim(wanted)
+        if force:
+            parts.mark_and_claim(wanted)
+        for partition in to_send:
+            drain_partition.apply_async(args=[partition])
+    except Exception:  # the broker is down: the rows stay pending and the sweep retries
+        logger.warning("could not wake partitions %s; the sweep will retry", wanted, exc_info=True)
+
+
 def events_send(*, event_ids: Sequence[str]) -> None:
-    """Send ids to the configured queue now (callers outside a transaction, e.g. the sweep)."""
+    """Send ids to the configured queue now (callers outside a transaction)."""
     mode = settings.TARGETGRID_QUEUE
     for chunk in chunks(list(event_ids), settings.TARGETGRID_PROCESS_CHUNK):
         if mode == "celery":

@@ -62,6 +62,19 @@ class EmbeddedWorker:
         loop.call_soon_threadsafe(lambda: loop.create_task(self._safely(job, **kwargs)))
         return True
 
+    def call_later(self, delay: float, func) -> bool:
+        """Run ``func()`` in a worker thread after ``delay`` seconds; False when no worker runs here."""
+        loop = self._loop
+        if not self.running or loop is None or loop.is_closed():
+            return False
+        call = sync_to_async(self._in_thread(func), thread_sensitive=False)
+
+        def schedule() -> None:
+            loop.call_later(delay, lambda: loop.create_task(self._safely(call)))
+
+        loop.call_soon_threadsafe(schedule)
+        return True
+
     async def _run(self) -> None:
         from .services import events_process, events_requeue_pending
 

@@ -8,6 +8,7 @@ pure engine, writes the ScoreChange rows and the leads in bulk, and broadcasts a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.bulk import objs_insert, rows_update
 from config.retry import run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
@@ -181,21 +183,39 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
             lead.updated_at = now
             changed_leads.append(lead)
 
-    ScoreChange.objects.bulk_create(score_changes, batch_size=1000)
-    Event.objects.bulk_update(
-        list(event_updates.values()),
-        ["status", "processed", "processed_at", "points", "score_after", "late", "error"],
-        batch_size=1000,
+    objs_insert(score_changes)
+    _write_events(event_updates.values(), now=now)
+    rows_update(Event, fields=["score_after"], rows=[(e.id, e.score_after) for e in refold_updates])
+    rows_update(
+        Lead,
+        fields=["current_score", "last_processed_event_time", "last_processed_event_id"],
+        rows=[
+            (lead.id, lead.current_score, lead.last_processed_event_time, lead.last_processed_event_id)
+            for lead in changed_leads
+        ],
+        constants={"updated_at": now},
     )
-    if refold_updates:
-        Event.objects.bulk_update(refold_updates, ["score_after"], batch_size=1000)
-    if changed_leads:
-        Lead.objects.bulk_update(
-            changed_leads,
-            ["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"],
-            batch_size=1000,
-        )
     return ProcessResult(processed=len(score_changes), skipped=skipped, changes=broadcasts)
+
+
+def _write_events(events, *, now) -> None:
+    """One set-based UPDATE per outcome (processed / skipped) instead of a CASE per field."""
+    processed, skipped = [], []
+    for event in events:
+        if event.status == EventStatus.PROCESSED:
+            processed.append((event.id, event.points, event.score_after, event.late))
+        else:
+            skipped.append((event.id, event.points, event.late, event.error))
+    common = {"processed": True, "processed_at": now}
+    rows_update(
+        Event,
+        fields=["points", "score_after", "late"],
+        rows=processed,
+        constants={"status": EventStatus.PROCESSED, **common},
+    )
+    rows_update(
+        Event, fields=["points", "late", "error"], rows=skipped, constants={"status": EventStatus.SKIPPED, **common}
+    )
 
 
 def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
@@ -226,12 +246,59 @@ def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
     return base, tail, {e.event_id: e for e in stored}
 
 
+def events_drain_partition(*, partition: int) -> int:
+    """Score the pending events of one partition, a chunk per transaction, until none is left.
+
+    At most one drain runs per partition (a Redis lock); a second one returns at once and the
+    holder, seeing the partition marked dirty, drains again. While a drain is queued or running,
+    the partition's ``queued`` flag stays set, so requests publish no further wake-ups; it is
+    cleared after the lock is released and the dirty flag re-checked (scoring/partitions.py).
+    Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
+    """
+    from . import partitions
+    from .dispatch import partitions_wake
+
+    processed = 0
+    limit = settings.TARGETGRID_DRAIN_CHUNK
+    deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
+    with partitions.drain_lock(partition) as acquired:
+        if not acquired:
+            return 0
+        while True:
+            partitions.take_dirty(partition)
+            ids = list(
+                Event.objects.filter(status=EventStatus.PENDING, partition=partition)
+                .order_by("received_at")
+                .values_list("id", flat=True)[:limit]
+            )
+            if ids:
+                processed += events_process(event_ids=ids).processed
+            if len(ids) < limit and not partitions.is_dirty(partition):
+                break
+            if time.monotonic() > deadline:
+                break
+    partitions.unqueue(partition)
+    if partitions.is_dirty(partition):  # events committed after the last look, or handed over
+        partitions_wake(partitions=[partition])
+    return processed
+
+
 def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
     """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage)."""
-    from .dispatch import events_send
+    from .dispatch import events_send, partitions_wake
 
     age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
+    if settings.TARGETGRID_QUEUE == "celery":
+        stale = set(
+            Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
+            .values_list("partition", flat=True)
+            .distinct()
+        )
+        if stale:
+            logger.info("sweep: waking partitions %s", sorted(stale))
+            partitions_wake(partitions=stale, force=True)
+        return len(stale)
     ids = list(
         Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
         .order_by("received_at")

@@ -1,0 +1,171 @@
+"""Set-based bulk updates: many rows, different values per row, one statement.
+
+Django's ``bulk_update`` builds ``CASE WHEN pk=… THEN …`` per field: for 1,000 rows it spends ~1 s
+of CPU building expressions (measured in bench/, scoring 10,000 events spent 30 of 33 s there),
+and the database evaluates an N-branch CASE per row. Here the values travel as a derived table that
+the database joins on the primary key:
+
+* MySQL/MariaDB: ``UPDATE t JOIN (SELECT … UNION ALL SELECT …) v ON t.pk = v.pk SET …``
+* SQLite (≥ 3.33): ``UPDATE t SET … FROM (VALUES (…), (…)) AS v WHERE t.pk = v.column1``
+
+Other backends fall back to ``bulk_update``. Values are prepared by each field
+(``get_db_prep_save``), so UUIDs, datetimes and booleans are stored exactly as the ORM stores them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db import connections
+
+# SQLite's default limit on bound variables is 32,766; MySQL's packet limit is far above this.
+MAX_PARAMS = 30_000
+
+
+def rows_update(
+    model,
+    *,
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+    using: str = "default",
+) -> int:
+    """``UPDATE model SET fields[i] = row[i + 1], constants…`` for each ``row = (pk, *values)``.
+
+    Returns the number of statements executed.
+    """
+    if not rows:
+        return 0
+    constants = dict(constants or {})
+    connection = connections[using]
+    meta = model._meta
+    if connection.vendor not in ("mysql", "sqlite"):
+        return _fallback(model, fields=fields, rows=rows, constants=constants, using=using)
+
+    qn = connection.ops.quote_name
+    pk = meta.pk
+    field_objs = [meta.get_field(name) for name in fields]
+    const_objs = [(meta.get_field(name), value) for name, value in constants.items()]
+    const_params = [field.get_db_prep_save(value, connection) for field, value in const_objs]
+    per_statement = max(1, min(2000, MAX_PARAMS // (len(fields) + 1)))
+    table = qn(meta.db_table)
+    statements = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
+            params: list[Any] = []
+            for row in part:
+                params.append(pk.get_db_prep_save(row[0], connection))
+                params.extend(field.get_db_prep_save(value, connection) for field, value in zip(field_objs, row[1:]))
+            width = len(fields) + 1
+            if connection.vendor == "mysql":
+                names = ["_pk", *[f"_v{i}" for i in range(len(fields))]]
+                first = "SELECT " + ", ".join(f"%s AS {qn(name)}" for name in names)
+                rest = " UNION ALL SELECT " + ", ".join(["%s"] * width)
+                derived = first + rest * (len(part) - 1)
+                assignments = [f"t.{qn(f.column)} = v.{qn(f'_v{i}')}" for i, f in enumerate(field_objs)]
+                assignments += [f"t.{qn(f.column)} = %s" for f, _ in const_objs]
+                sql = (
+                    f"UPDATE {table} AS t JOIN ({derived}) AS v ON t.{qn(pk.column)} = v.{qn('_pk')} "
+                    f"SET {', '.join(assignments)}"
+                )
+                cursor.execute(sql, params + const_params)
+            else:
+                values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(part))
+                assignments = [f"{qn(f.column)} = v.column{i + 2}" for i, f in enumerate(field_objs)]
+                assignments += [f"{qn(f.column)} = %s" for f, _ in const_objs]
+                sql = (
+                    f"UPDATE {table} SET {', '.join(assignments)} FROM (VALUES {values}) AS v "
+                    f"WHERE {table}.{qn(pk.column)} = v.column1"
+                )
+                cursor.execute(sql, const_params + params)
+            statements += 1
+    return statements
+
+
+def _fallback(model, *, fields, rows, constants, using) -> int:
+    objs = []
+    for row in rows:
+        obj = model(pk=row[0])
+        for name, value in zip(fields, row[1:]):
+            setattr(obj, name, value)
+        for name, value in constants.items():
+            setattr(obj, name, value)
+        objs.append(obj)
+    model.objects.using(using).bulk_update(objs, [*fields, *constants], batch_size=1000)
+    return (len(objs) + 999) // 1000
+
+
+_PLAIN_TYPES = {
+    "CharField",
+    "TextField",
+    "EmailField",
+    "SlugField",
+    "IntegerField",
+    "SmallIntegerField",
+    "PositiveSmallIntegerField",
+    "PositiveIntegerField",
+    "BigIntegerField",
+    "BooleanField",
+}
+
+
+def _converter(field, connection):
+    """A cheap value -> database value function for one field (``get_db_prep_save`` semantics)."""
+    if field.get_internal_type() in _PLAIN_TYPES and not field.is_relation:
+        return None  # passed as is
+    target = field.target_field if field.is_relation else field
+    if target.get_internal_type() == "UUIDField" and not connection.features.has_native_uuid_field:
+        prep = field.get_db_prep_save
+        return lambda value: value.hex if isinstance(value, uuid.UUID) else prep(value, connection)
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = "default") -> int:
+    """Insert model instances as multi-row INSERTs, taking their attribute values as they are.
+
+    What ``bulk_create`` does, at a fraction of the CPU: it compiles every value through the
+    query compiler (~0.1 ms per 17-column row, the largest cost of a 1,000-event batch request in
+    bench/) and, on SQLite, splits at 999 parameters. No signals, no ``pre_save`` (``auto_now_add``
+    values must be set by the caller), no primary keys read back: the caller sets them (UUIDs) or
+    does not need them. ``ignore_conflicts`` skips rows that violate a unique constraint.
+    Returns the number of statements executed.
+    """
+    if not objs:
+        return 0
+    model = type(objs[0])
+    meta = model._meta
+    connection = connections[using]
+    if connection.vendor not in ("mysql", "sqlite"):
+        model.objects.using(using).bulk_create(objs, ignore_conflicts=ignore_conflicts, batch_size=1000)
+        return (len(objs) + 999) // 1000
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and f.get_internal_type() in _AUTO)]
+    converters = [_converter(f, connection) for f in fields]
+    attnames = [f.attname for f in fields]
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    if connection.vendor == "mysql":
+        head, tail = ("INSERT IGNORE INTO" if ignore_conflicts else "INSERT INTO"), ""
+    else:
+        head, tail = "INSERT INTO", (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    per_statement = max(1, min(2000, MAX_PARAMS // len(fields)))
+    statements = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), per_statement):
+            part = objs[start : start + per_statement]
+            params: list[Any] = []
+            for obj in part:
+                values = obj.__dict__
+                for attname, convert in zip(attnames, converters):
+                    value = values[attname]
+                    params.append(value if convert is None or value is None else convert(value))
+            sql = f"{head} {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * len(part))}{tail}"
+            cursor.execute(sql, params)
+            statements += 1
+    return statements
+
+
+_AUTO = {"AutoField", "BigAutoField", "SmallAutoField"}

@@ -1,0 +1,63 @@
+"""The hot paths run a fixed number of queries whatever the batch size (pinned here; speed itself
+is measured by bench/, never asserted in tests)."""
+
+import pytest
+
+from conftest import event_payload
+from events.models import Event, EventStatus
+from events.services import event_ingest
+from leads.models import Lead
+from scoring.models import ScoreChange
+from scoring.services import events_process
+
+# SAVEPOINT/RELEASE: the test runs inside a transaction, so each atomic() block adds two queries.
+INGEST_NEW_LEADS = 9  # types, existing ids, savepoint, leads read, leads insert, leads re-read,
+#                       events insert, stored ids, release
+INGEST_KNOWN_LEADS = 7
+PROCESS_IN_ORDER = 9  # lead ids, savepoint, lock leads, events, rules, score changes, events, leads, release
+
+
+def items(tag, n, *, leads=5, start=0):
+    return [event_payload(f"{tag}-{i}", minutes=start + i, email=f"{tag}{i % leads}@example.com") for i in
+            range(start, start + n)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [10, 40])
+def test_batch_ingest_runs_a_fixed_number_of_queries(size, django_assert_num_queries):
+    # given a batch whose leads do not exist yet: they are created in bulk
+    with django_assert_num_queries(INGEST_NEW_LEADS):
+        result = event_ingest(items=items("a", size), source="batch")
+    assert result.totals["accepted"] == size
+
+    # when the same leads send more events, no lead is created
+    with django_assert_num_queries(INGEST_KNOWN_LEADS):
+        result = event_ingest(items=items("a", size, start=size), source="batch")
+    assert result.totals["accepted"] == size
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [10, 40])
+def test_scoring_in_order_events_runs_a_fixed_number_of_queries(size, django_assert_num_queries):
+    event_ingest(items=items("b", size), source="batch")
+    ids = list(Event.objects.values_list("id", flat=True))
+
+    with django_assert_num_queries(PROCESS_IN_ORDER):
+        result = events_process(event_ids=ids)
+
+    # then every event is scored exactly once and each lead holds the fold (+5 per PAGE_VIEW)
+    assert result.processed == size
+    assert ScoreChange.objects.count() == size
+    assert not Event.objects.filter(status=EventStatus.PENDING).exists()
+    assert sorted(Lead.objects.values_list("current_score", flat=True)) == [5 * (size // 5)] * 5
+
+
+@pytest.mark.django_db
+def test_scoring_twice_is_a_no_op(django_assert_num_queries):
+    event_ingest(items=items("c", 10), source="batch")
+    ids = list(Event.objects.values_list("id", flat=True))
+    events_process(event_ids=ids)
+
+    with django_assert_num_queries(3):  # savepoint, pending lead ids (none), release
+        assert events_process(event_ids=ids).processed == 0
+    assert ScoreChange.objects.count() == 10
