@@ -13,6 +13,10 @@ from django.conf import settings  # noqa: E402
 from realtime.auth import WebsocketAuthMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
+from .twisted_uploads import disable_twisted_multipart_parsing  # noqa: E402
+
+disable_twisted_multipart_parsing()
+
 
 class EmbeddedWorkerStarter:
     """Starts the in-process scoring worker on the server's event loop (embedded mode only)."""
