@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -520,3 +521,44 @@ def test_live_indicator_shows_reconnecting_and_recovers(admin_page, server):
     server.post_event(email, "PURCHASE")
     expect(page.locator("[data-lead-score]")).to_have_text("110", timeout=5000)
     assert_not_reloaded(page)
+
+
+def test_event_file_upload_shows_a_moving_progress_bar_and_the_error_report(admin_page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    # Given a CSV of 20,000 events with one bad row in every 1,000,
+    rows, bad = ["event_id,event_type,timestamp,email,metadata"], 0
+    for i in range(20_000):
+        event_type = "NOT_A_TYPE" if i % 1000 == 999 else "PAGE_VIEW"
+        bad += event_type == "NOT_A_TYPE"
+        rows.append(f'upload-{i},{event_type},2026-01-01T00:{i // 1000 % 60:02d}:{i % 60:02d}Z,up{i % 40}@example.com,"{{""n"": {i}}}"')
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(rows) + "\n")
+    page = admin_page
+    page.goto("/events/")
+    wait_live(page)
+    # record every value the progress bar shows
+    page.evaluate(
+        """() => { window.__progress = [];
+        setInterval(() => { const bar = document.querySelector('.tg-upload__bar');
+          if (bar && window.__progress[window.__progress.length - 1] !== bar.value) window.__progress.push(bar.value); }, 25); }"""
+    )
+    # when it is uploaded through the Events page's form,
+    page.set_input_files("[data-tg-upload] input[type=file]", str(path))
+    page.click("[data-tg-upload] button[type=submit]")
+    # then the bar moves to 100% without a reload, the counters are exact and the report is linked.
+    expect(page.locator(".tg-upload__percent")).to_have_text(re.compile(r"^100(\.0)?%$"), timeout=120_000)
+    expect(page.locator("[data-tg-upload] [data-count=rejected]")).to_have_text(str(bad), timeout=10_000)
+    expect(page.locator("[data-tg-upload] [data-count=accepted]")).to_have_text(
+        re.compile(rf"^{20_000 - bad}$|^{20_000 - bad:,}$"), timeout=10_000
+    )
+    expect(page.locator(".tg-upload__errors")).to_be_visible()
+    seen = page.evaluate("window.__progress")
+    assert any(0 < value < 100 for value in seen), f"the bar never showed an intermediate value: {seen}"
+    shot(page, "12-events-upload")
+    href = page.locator(".tg-upload__errors").get_attribute("href")
+    request = urllib.request.Request(f"{server.url}{href}", headers={"Authorization": f"Bearer {server.api_key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        report = response.read().decode()
+    lines = [line for line in report.splitlines()[1:] if line]
+    assert len(lines) == bad and all("event_type" in line for line in lines), report[:500]
