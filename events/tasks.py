@@ -1,21 +1,13 @@
 """Celery tasks of the events app: thin, named, idempotent."""
 
 from celery import shared_task
-from django.db import OperationalError
+
+from config.celery import reliable_task
 
 from .imports import import_job_run, imports_resume_stalled
 
 
-@shared_task(
-    name="events.import_file",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=8,
-)
+@reliable_task("events.import_file")
 def import_file(job_id: int) -> None:
     # Resumes from the job's last committed chunk; a finished job is a no-op.
     import_job_run(job_id=job_id)
