@@ -60,6 +60,22 @@ def _broadcast(changes: list[dict]) -> None:
         logger.exception("broadcasting %d score changes failed", len(changes))
 
 
+def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, timestamp, reason: str, late=False) -> dict:
+    """The ``score.changed`` payload of one score change (realtime.broadcast sends it)."""
+    return {
+        "lead_id": str(lead.id),
+        "email": lead.email,
+        "previous_score": previous,
+        "new_score": new,
+        "delta": new - previous,
+        "event_id": event_id,
+        "event_type": event_type,
+        "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
+        "late": late,
+        "reason": reason,
+    }
+
+
 def _key(timestamp, event_id) -> engine.EventKey:
     return engine.EventKey(timestamp, event_id)
 
@@ -147,18 +163,16 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
                 )
             )
             broadcasts.append(
-                {
-                    "lead_id": str(lead_id),
-                    "email": lead.email,
-                    "previous_score": step.previous_score,
-                    "new_score": step.new_score,
-                    "delta": step.delta,
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
-                    "late": step.late,
-                    "reason": step.reason,
-                }
+                _change_frame(
+                    lead,
+                    previous=step.previous_score,
+                    new=step.new_score,
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    timestamp=event.timestamp,
+                    late=step.late,
+                    reason=step.reason,
+                )
             )
 
         # Checkpoints: score_after for every new event and every re-folded stored event.
@@ -391,18 +405,15 @@ def _rescore_locked(lead_ids, *, actor: str) -> list[dict]:
             )
         )
         broadcasts.append(
-            {
-                "lead_id": str(lead_id),
-                "email": lead.email,
-                "previous_score": lead.current_score,
-                "new_score": score,
-                "delta": score - lead.current_score,
-                "event_id": None,
-                "event_type": ScoreChange.RESCORE,
-                "timestamp": now.isoformat().replace("+00:00", "Z"),
-                "late": False,
-                "reason": reason,
-            }
+            _change_frame(
+                lead,
+                previous=lead.current_score,
+                new=score,
+                event_id=None,
+                event_type=ScoreChange.RESCORE,
+                timestamp=now,
+                reason=reason,
+            )
         )
         lead.current_score, lead.updated_at = score, now
         changed_leads.append(lead)
@@ -452,18 +463,15 @@ def _lead_refold(lead: Lead, *, now, reason: str) -> dict | None:
     lead.save(update_fields=["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"])
     if previous == state.score:
         return None
-    return {
-        "lead_id": str(lead.id),
-        "email": lead.email,
-        "previous_score": previous,
-        "new_score": state.score,
-        "delta": state.score - previous,
-        "event_id": anchor.event_id if anchor else "",
-        "event_type": anchor.event_type if anchor else "",
-        "timestamp": anchor.timestamp.isoformat().replace("+00:00", "Z") if anchor else None,
-        "late": False,
-        "reason": reason,
-    }
+    return _change_frame(
+        lead,
+        previous=previous,
+        new=state.score,
+        event_id=anchor.event_id if anchor else "",
+        event_type=anchor.event_type if anchor else "",
+        timestamp=anchor.timestamp if anchor else None,
+        reason=reason,
+    )
 
 
 def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
