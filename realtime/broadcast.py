@@ -1,12 +1,21 @@
 """The one place that talks to WebSockets: ``broadcast_*`` helpers, called after commit.
 
 A batch of score changes is one channel-layer message per group (``score.changes``); consumers
-unpack it into one ``score.changed`` frame per change. All sends of a batch share one
-``async_to_sync`` call (each call costs milliseconds; see shared/MEASURED.md).
+unpack it into one ``score.changed`` frame per change. All sends of a batch share one call.
+
+From a synchronous process (a Celery worker, gunicorn) with the Redis channel layer, that call runs
+on one long-lived event loop in a background thread (:func:`_send`). ``async_to_sync`` would start
+a new loop per call, and channels-redis keeps its connection pool per loop, so every broadcast
+paid for a new Redis connection: 5-7 ms per call (shared/MEASURED.md), the largest fixed cost of a
+small scoring batch. The in-memory layer (embedded server) lives on the server's own loop, where
+``async_to_sync`` from a worker thread already goes back to it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 from collections import defaultdict
 
 from asgiref.sync import async_to_sync
@@ -57,7 +66,50 @@ def broadcast_score_changes(changes: list[dict]) -> None:
         if leaderboard is not None:
             await layer.group_send(groups.LEADERBOARD, leaderboard)
 
-    async_to_sync(send_all)()
+    _send(layer, send_all)
+
+
+class _BackgroundLoop:
+    """One event loop per process in a daemon thread; coroutines are submitted from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # After a fork (Celery prefork children) the parent's thread does not exist here.
+            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="targetgrid-broadcast", daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine_function, timeout: float):
+        future = asyncio.run_coroutine_threadsafe(coroutine_function(), self.loop())
+        return future.result(timeout=timeout)
+
+
+_background = _BackgroundLoop()
+SEND_TIMEOUT_SECONDS = 30
+
+
+def _send(layer, coroutine_function) -> None:
+    """Run ``coroutine_function()`` (channel-layer sends) to completion from synchronous code."""
+    in_memory = type(layer).__module__.startswith("channels.layers")
+    try:
+        asyncio.get_running_loop()
+        inside_loop = True
+    except RuntimeError:
+        inside_loop = False
+    async def run() -> None:
+        await coroutine_function()
+
+    if in_memory or inside_loop:
+        async_to_sync(run)()
+    else:
+        _background.run(run, timeout=SEND_TIMEOUT_SECONDS)
 
 
 # Leaderboard coalescing: at most one leaderboard.updated per TARGETGRID_LEADERBOARD_INTERVAL
@@ -99,10 +151,12 @@ def broadcast_leaderboard() -> None:
     cache.set(_SENT_KEY, 1, max(1, settings.TARGETGRID_LEADERBOARD_INTERVAL))
     layer = get_channel_layer()
     if layer is not None:
-        async_to_sync(layer.group_send)(groups.LEADERBOARD, leaderboard_payload())
+        payload = leaderboard_payload()
+        _send(layer, lambda: layer.group_send(groups.LEADERBOARD, payload))
 
 
 def broadcast_import_progress(import_id, payload: dict) -> None:
     layer = get_channel_layer()
     if layer is not None:
-        async_to_sync(layer.group_send)(groups.import_group(import_id), {"type": "import.progress", **payload})
+        message = {"type": "import.progress", **payload}
+        _send(layer, lambda: layer.group_send(groups.import_group(import_id), message))
