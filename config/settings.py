@@ -248,6 +248,11 @@ TARGETGRID_PARTITIONS = env_int("TARGETGRID_PARTITIONS", 8)
 # A drain task scores at most this many events per transaction, and hands over after this long.
 TARGETGRID_DRAIN_CHUNK = env_int("TARGETGRID_DRAIN_CHUNK", 2000)
 TARGETGRID_DRAIN_SECONDS = env_int("TARGETGRID_DRAIN_SECONDS", 20)
+# A drain whose partition has fewer events pending than this also scores the other dirty partitions
+# nobody is draining, in the same transaction (group commit; 0 turns it off).
+TARGETGRID_DRAIN_COMBINE_BELOW = env_int("TARGETGRID_DRAIN_COMBINE_BELOW", 100)
+# Batch window: a drain starts at most this long after the first event that woke it (0: at once).
+TARGETGRID_DRAIN_WINDOW_MS = env_int("TARGETGRID_DRAIN_WINDOW_MS", 20)
 TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
 # At most one leaderboard.updated per this many seconds (plus a trailing one); 0 = every batch.

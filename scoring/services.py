@@ -267,6 +267,12 @@ def events_drain_partition(*, partition: int) -> int:
     holder, seeing the partition marked dirty, drains again. While a drain is queued or running,
     the partition's ``queued`` flag stays set, so requests publish no further wake-ups; it is
     cleared after the lock is released and the dirty flag re-checked (scoring/partitions.py).
+    Batch window: a drain woken less than ``TARGETGRID_DRAIN_WINDOW_MS`` ago first waits for the
+    rest of that window, so a stream of single events becomes a few transactions rather than one
+    each (a backlog is never held up: its wake-up is already older than the window).
+    When the partition has fewer than ``TARGETGRID_DRAIN_COMBINE_BELOW`` events pending, the drain
+    also takes the other dirty partitions nobody is draining and scores them in the same
+    transaction (group commit; their leads are disjoint from every other drain's).
     Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
     """
     from . import partitions
@@ -274,27 +280,51 @@ def events_drain_partition(*, partition: int) -> int:
 
     processed = 0
     limit = settings.TARGETGRID_DRAIN_CHUNK
+    combine_below = settings.TARGETGRID_DRAIN_COMBINE_BELOW
     deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
-    with partitions.drain_lock(partition) as acquired:
-        if not acquired:
+    if not partitions.is_dirty(partition):
+        # A drain that combined this partition took its work already (and clears its wake-up flag
+        # when it ends): this wake-up costs one round trip instead of a whole empty drain.
+        return 0
+    with partitions.drain_locks(partition) as drain:
+        if drain is None:
             return 0
+        window = settings.TARGETGRID_DRAIN_WINDOW_MS / 1000
+        if window > 0:
+            age = partitions.wake_age_seconds(partition)
+            if age is not None and age < window:
+                time.sleep(window - age)
         while True:
-            partitions.take_dirty(partition)
-            ids = list(
-                Event.objects.filter(status=EventStatus.PENDING, partition=partition)
-                .order_by("received_at")
-                .values_list("id", flat=True)[:limit]
-            )
+            partitions.take_dirty(*drain.partitions)
+            ids = _pending_ids(drain.partitions, limit)
+            if len(ids) < combine_below:
+                extra = drain.claim_dirty_others()
+                if extra:
+                    partitions.take_dirty(*extra)
+                    ids += _pending_ids(extra, limit - len(ids))
             if ids:
                 processed += events_process(event_ids=ids).processed
-            if len(ids) < limit and not partitions.is_dirty(partition):
+            if len(ids) < limit and not partitions.dirty_among(drain.partitions):
                 break
             if time.monotonic() > deadline:
                 break
-    partitions.unqueue(partition)
-    if partitions.is_dirty(partition):  # events committed after the last look, or handed over
-        partitions_wake(partitions=[partition])
+        held = list(drain.partitions)
+    partitions.unqueue(*held)
+    # Events committed after the last look, or handed over: wake those partitions again.
+    again = partitions.dirty_among(held)
+    if again:
+        partitions_wake(partitions=again)
     return processed
+
+
+def _pending_ids(partitions: Sequence[int], limit: int) -> list:
+    if limit <= 0:
+        return []
+    return list(
+        Event.objects.filter(status=EventStatus.PENDING, partition__in=list(partitions))
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )
 
 
 def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
