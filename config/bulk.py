@@ -123,7 +123,7 @@ def _converter(field, connection):
     return lambda value: field.get_db_prep_save(value, connection)
 
 
-def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = "default") -> int:
+def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = "default") -> int | None:
     """Insert model instances as multi-row INSERTs, taking their attribute values as they are.
 
     What ``bulk_create`` does, at a fraction of the CPU: it compiles every value through the
@@ -131,7 +131,8 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
     bench/) and, on SQLite, splits at 999 parameters. No signals, no ``pre_save`` (``auto_now_add``
     values must be set by the caller), no primary keys read back: the caller sets them (UUIDs) or
     does not need them. ``ignore_conflicts`` skips rows that violate a unique constraint.
-    Returns the number of statements executed.
+    Returns the number of rows inserted (with ``ignore_conflicts``: fewer than ``len(objs)`` when
+    some were skipped), or None on a backend that does not say.
     """
     if not objs:
         return 0
@@ -140,7 +141,7 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
     connection = connections[using]
     if connection.vendor not in ("mysql", "sqlite"):
         model.objects.using(using).bulk_create(objs, ignore_conflicts=ignore_conflicts, batch_size=1000)
-        return (len(objs) + 999) // 1000
+        return None if ignore_conflicts else len(objs)
     fields = [f for f in meta.concrete_fields if not (f.primary_key and f.get_internal_type() in _AUTO)]
     converters = [_converter(f, connection) for f in fields]
     attnames = [f.attname for f in fields]
@@ -152,7 +153,7 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
     else:
         head, tail = "INSERT INTO", (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
     per_statement = max(1, min(2000, MAX_PARAMS // len(fields)))
-    statements = 0
+    inserted = 0
     with connection.cursor() as cursor:
         for start in range(0, len(objs), per_statement):
             part = objs[start : start + per_statement]
@@ -164,8 +165,8 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
                     params.append(value if convert is None or value is None else convert(value))
             sql = f"{head} {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * len(part))}{tail}"
             cursor.execute(sql, params)
-            statements += 1
-    return statements
+            inserted += cursor.rowcount
+    return inserted
 
 
 _AUTO = {"AutoField", "BigAutoField", "SmallAutoField"}

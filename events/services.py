@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from config.bulk import objs_insert
 from config.retry import run_with_retries
-from leads.models import Lead
+from leads.selectors import leads_resolve
 from leads.services import leads_ensure_for_emails
 from scoring.dispatch import events_enqueue
 from scoring.partitions import partition_of
@@ -139,22 +139,27 @@ def _raw_event_id(raw) -> str | None:
 
 
 def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
-    # Already stored earlier: answered as duplicates, nothing written.
+    lead_ids = {p.lead_id for _, p in unique if p.lead_id}
+    emails = {p.email for _, p in unique if p.email}
+    known_leads, by_email = leads_resolve(lead_ids=lead_ids, emails=emails)
+
+    if lead_ids <= known_leads and emails <= by_email.keys():
+        # The common case: every lead exists. One multi-row INSERT IGNORE (a statement is atomic on
+        # its own); the rows it skipped, if any (stored before, or by a concurrent request), are
+        # sorted out after it. A single event costs two queries.
+        for attempt in run_with_retries():
+            with attempt:
+                _insert(unique, source=source, now=now, unscored=unscored, by_email=by_email)
+        return
+
+    # Some lead is unknown. Events stored before are answered as duplicates first (no lead is
+    # created for a duplicate), then unknown lead ids are refused, and missing e-mails get a lead.
     existing = set(Event.objects.filter(event_id__in=[p.event_id for _, p in unique]).values_list("event_id", flat=True))
-    pending = []
+    to_write = []
     for result, parsed in unique:
         if parsed.event_id in existing:
             result.status = DUPLICATE
-        else:
-            pending.append((result, parsed))
-    if not pending:
-        return
-
-    lead_ids = {p.lead_id for _, p in pending if p.lead_id}
-    known_leads = set(Lead.objects.filter(pk__in=lead_ids).values_list("pk", flat=True)) if lead_ids else set()
-    to_write = []
-    for result, parsed in pending:
-        if parsed.lead_id and parsed.lead_id not in known_leads:
+        elif parsed.lead_id and parsed.lead_id not in known_leads:
             result.status = REJECTED
             result.lead_not_found = True
             result.errors = {"lead_id": [f"no lead with id {parsed.lead_id}"]}
@@ -166,58 +171,62 @@ def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
     # MySQL may pick this transaction as a deadlock victim (unique-key and foreign-key locks
     # against concurrent batches and scoring workers): the whole write is idempotent, so retry it.
     for attempt in run_with_retries():
-        with attempt:
-            _insert(to_write, source=source, now=now, unscored=unscored)
+        with attempt, transaction.atomic():
+            wanted = {p.email for _, p in to_write if p.email}
+            emails_to_ids = leads_ensure_for_emails(emails=wanted, found=by_email)
+            _insert(to_write, source=source, now=now, unscored=unscored, by_email=emails_to_ids)
 
 
-def _insert(to_write, *, source: str, now, unscored: Mapping[int, str]) -> None:
+def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email: Mapping) -> None:
     for result, _ in to_write:
         result.status, result.errors = ACCEPTED, {}
-    with transaction.atomic():
-        by_email = leads_ensure_for_emails(emails={p.email for _, p in to_write if p.email})
-        rows = []
-        for result, parsed in to_write:
-            lead_id = parsed.lead_id or by_email[parsed.email]
-            event = Event(
-                id=uuid.uuid4(),
-                event_id=parsed.event_id,
-                lead_id=lead_id,
-                partition=partition_of(lead_id),
-                event_type=parsed.event_type,
-                timestamp=parsed.timestamp,
-                received_at=now,
-                metadata=parsed.metadata,
-                source=source,
-            )
-            reason = unscored.get(result.index)
-            if reason is not None:
-                event.status = EventStatus.SKIPPED
-                event.processed = True
-                event.processed_at = now
-                event.error = reason
-            rows.append(event)
-        # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
-        # order the scoring workers lock them, which keeps deadlocks with them rare.
-        rows.sort(key=lambda event: event.lead_id)
-        objs_insert(rows, ignore_conflicts=True)
+    rows = []
+    for result, parsed in to_write:
+        lead_id = parsed.lead_id or by_email[parsed.email]
+        event = Event(
+            id=uuid.uuid4(),
+            event_id=parsed.event_id,
+            lead_id=lead_id,
+            partition=partition_of(lead_id),
+            event_type=parsed.event_type,
+            timestamp=parsed.timestamp,
+            received_at=now,
+            metadata=parsed.metadata,
+            source=source,
+        )
+        reason = unscored.get(result.index)
+        if reason is not None:
+            event.status = EventStatus.SKIPPED
+            event.processed = True
+            event.processed_at = now
+            event.error = reason
+        rows.append(event)
+    # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
+    # order the scoring workers lock them, which keeps deadlocks with them rare.
+    rows.sort(key=lambda event: event.lead_id)
+    inserted = objs_insert(rows, ignore_conflicts=True)
+    if inserted == len(rows):  # nothing skipped: every row is ours
+        stored = {e.event_id: e.id for e in rows}
+    else:  # stored before or by a concurrent request, or the lead was deleted meanwhile
         stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))
-        accepted = []
-        partitions = set()
-        by_event_id = {row.event_id: row for row in rows}
-        for result, parsed in to_write:
-            stored_pk = stored.get(parsed.event_id)
-            if stored_pk is None:
-                # The lead vanished between validation and insert (deleted concurrently).
-                result.status = REJECTED
-                result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
-            elif stored_pk != by_event_id[parsed.event_id].id:
-                result.status = DUPLICATE  # a concurrent request stored the same event_id first
-            elif result.index not in unscored:
-                accepted.append(stored_pk)
-                result.event = by_event_id[parsed.event_id]
-                partitions.add(result.event.partition)
-        if accepted:
-            events_enqueue(event_ids=accepted, partitions=partitions)
+    accepted = []
+    partitions = set()
+    by_event_id = {row.event_id: row for row in rows}
+    for result, parsed in to_write:
+        stored_pk = stored.get(parsed.event_id)
+        if stored_pk is None:
+            # The lead vanished between validation and insert (deleted concurrently).
+            result.status = REJECTED
+            result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
+        elif stored_pk != by_event_id[parsed.event_id].id:
+            result.status = DUPLICATE  # stored earlier, or by a concurrent request first
+        elif result.index not in unscored:
+            accepted.append(stored_pk)
+            result.event = by_event_id[parsed.event_id]
+            partitions.add(result.event.partition)
+    if accepted:
+        # After commit: at once when this ran in autocommit (the fast path above).
+        events_enqueue(event_ids=accepted, partitions=partitions)
 
 
 def api_key_create(*, name: str) -> tuple[ApiKey, str]:

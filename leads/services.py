@@ -40,15 +40,19 @@ def lead_create(
     return lead
 
 
-def leads_ensure_for_emails(*, emails: Iterable[str]) -> dict[str, uuid.UUID]:
+def leads_ensure_for_emails(*, emails: Iterable[str], found: dict | None = None) -> dict[str, uuid.UUID]:
     """Map each (lower-cased, validated) e-mail to its lead's id, creating the leads that are missing.
 
+    ``found``: e-mail -> id already read by the caller (those are not read again).
     Safe under concurrency: creation ignores conflicts and the ids are read back afterwards.
     """
     wanted = set(emails)
     if not wanted:
         return {}
-    found = dict(Lead.objects.filter(email__in=wanted).values_list("email", "id"))
+    if found is None:
+        found = dict(Lead.objects.filter(email__in=wanted).values_list("email", "id"))
+    else:
+        found = {email: pk for email, pk in found.items() if email in wanted}
     missing = wanted - found.keys()
     if missing:
         Lead.objects.bulk_create([Lead(email=email) for email in sorted(missing)], ignore_conflicts=True)

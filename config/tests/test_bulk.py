@@ -69,9 +69,11 @@ def test_objs_insert_stores_what_bulk_create_stores_and_can_ignore_conflicts():
         for i in range(2)
     ]
     # when they are inserted, and the first again with conflicts ignored
-    objs_insert(events)
+    assert objs_insert(events) == 2
     again = Event(id=uuid.uuid4(), event_id="ins-0", lead_id=lead.id, event_type="X", timestamp=T0, received_at=T0)
-    objs_insert([again], ignore_conflicts=True)
+    fresh = Event(id=uuid.uuid4(), event_id="ins-9", lead_id=lead.id, event_type="X", timestamp=T0, received_at=T0)
+    # (the count says how many rows went in: the caller knows a conflict happened without a query)
+    assert objs_insert([again, fresh], ignore_conflicts=True) == 1
     objs_insert([ScoreChange(lead_id=lead.id, event_id=events[0].id, event_type="PAGE_VIEW", previous_score=0,
                              new_score=5, delta=5, reason="PAGE_VIEW +5", timestamp=T0, created_at=T0)])
 
@@ -80,6 +82,6 @@ def test_objs_insert_stores_what_bulk_create_stores_and_can_ignore_conflicts():
     assert (stored.id, stored.lead_id, stored.timestamp, stored.received_at) == (events[0].id, lead.id, T0, T0)
     assert (stored.metadata, stored.partition, stored.status, stored.processed, stored.points) == (
         {"k": [0, None]}, 3, "pending", False, None)
-    assert stored.event_type == "PAGE_VIEW" and Event.objects.count() == 2
+    assert stored.event_type == "PAGE_VIEW" and Event.objects.count() == 3
     change = ScoreChange.objects.get()
     assert (change.event_id, change.new_score, change.created_at) == (events[0].id, 5, T0)
