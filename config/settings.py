@@ -190,7 +190,7 @@ if TARGETGRID_QUEUE == "celery" and not REDIS_URL:
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.ReusedClientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tg",
         }
@@ -242,6 +242,10 @@ if TARGETGRID_LATE_EVENTS not in {"refold", "drop"}:
     raise ImproperlyConfigured("TARGETGRID_LATE_EVENTS must be 'refold' or 'drop'")
 TARGETGRID_BATCH_MAX = env_int("TARGETGRID_BATCH_MAX", 10_000)
 TARGETGRID_PROCESS_CHUNK = env_int("TARGETGRID_PROCESS_CHUNK", 1000)
+# A verified API key is remembered per process this long; a revoke reaches other processes within it.
+TARGETGRID_API_KEY_CACHE_SECONDS = env_int("TARGETGRID_API_KEY_CACHE_SECONDS", 10)
+# Ingest validation remembers which event types have a rule this long per process (0: ask every time).
+TARGETGRID_RULES_CACHE_SECONDS = env_int("TARGETGRID_RULES_CACHE_SECONDS", 2)
 # Celery mode: leads are split into this many partitions; one drain task at a time per partition
 # (scoring/partitions.py). More partitions than worker processes keeps every worker busy.
 TARGETGRID_PARTITIONS = env_int("TARGETGRID_PARTITIONS", 8)

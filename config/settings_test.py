@@ -5,6 +5,9 @@ import os
 import tempfile
 
 os.environ.setdefault("TARGETGRID_QUEUE", "inline")
+# Tests flush tables between cases (no signals): remembered rule types would outlive their rows.
+# The cache itself is tested with it switched on (scoring/tests/test_selectors.py).
+os.environ.setdefault("TARGETGRID_RULES_CACHE_SECONDS", "0")
 os.environ.setdefault("TARGETGRID_DATA_DIR", os.path.join(tempfile.gettempdir(), "targetgrid-test"))
 for name in ("DATABASE_URL", "REDIS_URL"):
     os.environ.pop(name, None)

@@ -1,15 +1,35 @@
-"""API-key authentication (``Authorization: Bearer <key>``) and the default API permission."""
+"""API-key authentication (``Authorization: Bearer <key>``) and the default API permission.
+
+A verified key is remembered in the process for ``TARGETGRID_API_KEY_CACHE_SECONDS`` (10 s), so a
+stream of requests does not pay a database read each (~15% of a single-event POST's CPU, measured
+in bench/). Saving or deleting an ApiKey (the admin's revoke) clears the cache of the process that
+did it at once; other processes refuse a revoked key within that many seconds. 0 turns it off.
+"""
 
 from __future__ import annotations
 
+import threading
+from time import monotonic
 from datetime import timedelta
 
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
 from .models import ApiKey
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+_verified: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (expires at, monotonic clock; key)
+_verified_lock = threading.Lock()
+
+
+@receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="targetgrid.api_key_cache_clear")
+def api_key_cache_clear(**_kwargs) -> None:
+    with _verified_lock:
+        _verified.clear()
 
 
 def bearer_token(header: str) -> str | None:
@@ -20,10 +40,22 @@ def bearer_token(header: str) -> str | None:
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
-    api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
+    key_hash = ApiKey.hash_key(raw_key)
+    ttl = settings.TARGETGRID_API_KEY_CACHE_SECONDS
+    hit = _verified.get(key_hash)
+    if hit is not None and hit[0] > monotonic():
+        api_key = hit[1]
+    else:
+        api_key = ApiKey.objects.filter(key_hash=key_hash, is_active=True).first()
+        with _verified_lock:
+            if api_key is not None and ttl > 0:
+                _verified[key_hash] = (monotonic() + ttl, api_key)
+            else:
+                _verified.pop(key_hash, None)
     if api_key is not None:
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            api_key.last_used_at = now
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
 

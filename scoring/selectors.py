@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+from time import monotonic
+
+from django.conf import settings
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from .models import ScoreChange, ScoringRule
 
+_known_types: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+@receiver([post_save, post_delete], sender=ScoringRule, dispatch_uid="targetgrid.known_types_clear")
+def known_event_types_clear(**_kwargs) -> None:
+    global _known_types
+    _known_types = (0.0, frozenset())
+
 
 def known_event_types() -> set[str]:
-    return set(ScoringRule.objects.values_list("event_type", flat=True))
+    """The event types that have a rule (ingest accepts only these).
+
+    Remembered per process for ``TARGETGRID_RULES_CACHE_SECONDS`` (2 s): every ingest request asks,
+    rules change rarely. A rule saved or deleted in this process is seen at once; in the other
+    processes within that time. Scoring always reads the rules themselves (``rule_points_by_type``).
+    """
+    global _known_types
+    expires, types = _known_types
+    if expires > monotonic():
+        return set(types)
+    types = frozenset(ScoringRule.objects.values_list("event_type", flat=True))
+    ttl = settings.TARGETGRID_RULES_CACHE_SECONDS
+    if ttl > 0:
+        _known_types = (monotonic() + ttl, types)
+    return set(types)
 
 
 def rule_points_by_type() -> dict[str, int | None]:
