@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -110,9 +110,26 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
     broadcasts: list[dict] = []
     skipped = 0
 
+    for events_of_lead in by_lead.values():
+        events_of_lead.sort(key=lambda e: (e.timestamp, e.event_id))
+    # Late events: every late lead's stored tail in one statement (was two queries per lead).
+    tails = (
+        _load_tails(
+            {
+                lead_id: _key(new[0].timestamp, new[0].event_id)
+                for lead_id, new in by_lead.items()
+                if leads[lead_id].last_processed_event_time
+                and _key(new[0].timestamp, new[0].event_id)
+                < _key(leads[lead_id].last_processed_event_time, leads[lead_id].last_processed_event_id)
+            }
+        )
+        if policy is engine.LatePolicy.REFOLD
+        else {}
+    )
+
     for lead_id in sorted(by_lead):
         lead = leads[lead_id]
-        new_events = sorted(by_lead[lead_id], key=lambda e: (e.timestamp, e.event_id))
+        new_events = by_lead[lead_id]
         scored = {
             e.id: engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, points_by_type.get(e.event_type) or 0)
             for e in new_events
@@ -125,9 +142,8 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
         base = engine.FoldState(lead.current_score, last_key)
         tail: list[engine.TailEntry] = []
         stored_by_event_id: dict[str, Event] = {}
-        earliest = scored[new_events[0].id].key
-        if last_key is not None and earliest < last_key and policy is engine.LatePolicy.REFOLD:
-            base, tail, stored_by_event_id = _load_tail(lead_id, earliest, points_by_type)
+        if lead_id in tails:
+            base, tail, stored_by_event_id = tails[lead_id]
         timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
 
         for event in new_events:
@@ -232,32 +248,75 @@ def _write_events(events, *, now) -> None:
     )
 
 
-def _load_tail(lead_id, earliest: engine.EventKey, points_by_type):
-    """The state right before ``earliest`` and every processed event of the lead after it."""
-    before = Q(timestamp__lt=earliest.timestamp) | Q(timestamp=earliest.timestamp, event_id__lt=earliest.event_id)
-    processed = Event.objects.filter(lead_id=lead_id, status=EventStatus.PROCESSED)
-    predecessor = (
-        processed.filter(before).order_by("-timestamp", "-event_id").only("event_id", "timestamp", "score_after").first()
-    )
-    if predecessor is None:
-        base = engine.FoldState()
-        later = processed
-    else:
-        base = engine.FoldState(predecessor.score_after or 0, _key(predecessor.timestamp, predecessor.event_id))
-        later = processed.filter(
-            Q(timestamp__gt=predecessor.timestamp)
-            | Q(timestamp=predecessor.timestamp, event_id__gt=predecessor.event_id)
+TAIL_LEADS_PER_STATEMENT = 200
+
+
+def _load_tails(earliest_by_lead: dict) -> dict:
+    """For each late lead: the fold state right before its earliest new event, and every processed
+    event after it, as ``(base, tail, stored events by event_id)``.
+
+    One statement per 200 leads, a UNION ALL of two index range reads per lead (on
+    ``event_lead_fold_idx``): the processed event just before the new one (``ORDER BY … DESC
+    LIMIT 1``; its ``score_after`` is the base) and the processed events after it. No processed
+    event lies between those two, so the tail is exactly what the re-fold needs.
+    """
+    out = {}
+    leads = sorted(earliest_by_lead)
+    for start in range(0, len(leads), TAIL_LEADS_PER_STATEMENT):
+        part = leads[start : start + TAIL_LEADS_PER_STATEMENT]
+        predecessors, later = {}, defaultdict(list)
+        for row in _tail_rows({lead_id: earliest_by_lead[lead_id] for lead_id in part}):
+            if row.kind == 0:
+                predecessors[row.lead_id] = row
+            else:
+                later[row.lead_id].append(row)
+        for lead_id in part:
+            before = predecessors.get(lead_id)
+            base = (
+                engine.FoldState(before.score_after or 0, _key(before.timestamp, before.event_id))
+                if before is not None
+                else engine.FoldState()
+            )
+            stored = sorted(later[lead_id], key=lambda e: (e.timestamp, e.event_id))
+            tail = [
+                engine.TailEntry(
+                    event=engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, e.points or 0),
+                    score_after=e.score_after or 0,
+                    loaded_score_after=e.score_after,
+                )
+                for e in stored
+            ]
+            out[lead_id] = (base, tail, {e.event_id: e for e in stored})
+    return out
+
+
+def _tail_rows(earliest_by_lead: dict):
+    """The rows of :func:`_load_tails` (``kind`` 0: the predecessor, 1: a later event); the ORM's
+    raw queryset converts the values as it does for any query on every backend."""
+    connection = connections[Event.objects.db]
+    qn = connection.ops.quote_name
+    meta = Event._meta
+    column = {name: qn(meta.get_field(name).column) for name in
+              ("id", "event_id", "lead", "event_type", "timestamp", "points", "score_after", "status")}
+    names = ", ".join(column[name] for name in ("id", "event_id", "lead", "event_type", "timestamp", "points", "score_after"))
+    table = qn(meta.db_table)
+    ts, eid = column["timestamp"], column["event_id"]
+    lead_field, ts_field = meta.get_field("lead"), meta.get_field("timestamp")
+    parts, params = [], []
+    for index, (lead_id, key) in enumerate(sorted(earliest_by_lead.items())):
+        lead_param = lead_field.get_db_prep_value(lead_id, connection)
+        ts_param = ts_field.get_db_prep_value(key.timestamp, connection)
+        where = f"{column['lead']} = %s AND {column['status']} = %s"
+        parts.append(
+            f"SELECT 0 AS kind, {names} FROM (SELECT {names} FROM {table} WHERE {where} "
+            f"AND ({ts} < %s OR ({ts} = %s AND {eid} < %s)) ORDER BY {ts} DESC, {eid} DESC LIMIT 1) AS p{index}"
         )
-    stored = list(later.only("id", "event_id", "event_type", "timestamp", "points", "score_after"))
-    tail = [
-        engine.TailEntry(
-            event=engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, e.points or 0),
-            score_after=e.score_after or 0,
-            loaded_score_after=e.score_after,
+        parts.append(
+            f"SELECT 1 AS kind, {names} FROM {table} WHERE {where} AND ({ts} > %s OR ({ts} = %s AND {eid} > %s))"
         )
-        for e in stored
-    ]
-    return base, tail, {e.event_id: e for e in stored}
+        for _ in range(2):
+            params += [lead_param, EventStatus.PROCESSED, ts_param, ts_param, key.event_id]
+    return Event.objects.raw(" UNION ALL ".join(parts), params)
 
 
 def events_drain_partition(*, partition: int) -> int:

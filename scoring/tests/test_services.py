@@ -64,6 +64,49 @@ def test_late_event_is_refolded_and_logged_as_late():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_one_batch_of_late_events_for_many_leads_refolds_each_from_its_own_position(django_assert_max_num_queries):
+    # Given 30 leads with a scored history (some near their cap, some with ties on the timestamp),
+    rng = random.Random(7)
+    history, late = {}, {}
+    for n in range(30):
+        email = f"late{n}@example.com"
+        history[email] = [
+            {"event_id": f"h{n}-{i:02d}", "type": rng.choice(list(POINTS)), "ts": T0 + timedelta(minutes=10 * (i // 2))}
+            for i in range(rng.randint(1, 8))
+        ]
+        Lead.objects.create(email=email, max_score=150 if n % 3 == 0 else 1000)
+        ingest(*[event_payload(e["event_id"], event_type=e["type"], email=email,
+                               minutes=(e["ts"] - T0) / timedelta(minutes=1)) for e in history[email]])
+    # when one batch brings, for every lead, events before, between and after what is stored
+    # (processed as one transaction: the tails of all 30 leads are loaded together),
+    for n, email in enumerate(history):
+        late[email] = [
+            {"event_id": f"l{n}-{i}", "type": rng.choice(list(POINTS)), "ts": T0 + timedelta(minutes=rng.randint(-5, 45))}
+            for i in range(rng.randint(1, 3))
+        ]
+    with override_settings(TARGETGRID_QUEUE="embedded"):  # stored only; scored below in one call
+        from unittest import mock
+
+        with mock.patch("scoring.embedded.worker.submit", return_value=True):
+            ingest(*[event_payload(e["event_id"], event_type=e["type"], email=email,
+                                   minutes=(e["ts"] - T0) / timedelta(minutes=1))
+                     for email, events in late.items() for e in events])
+    pending = list(Event.objects.filter(status=EventStatus.PENDING).values_list("id", flat=True))
+    assert len(pending) == sum(len(v) for v in late.values())
+    with django_assert_max_num_queries(14):
+        events_process(event_ids=pending)
+    # then every lead's score and every stored checkpoint equal the event-time fold of all its events
+    for email, events in history.items():
+        lead = Lead.objects.get(email=email)
+        ordered = sorted(events + late[email], key=lambda e: (e["ts"], e["event_id"]))
+        assert lead.current_score == expected_fold(ordered, max_score=lead.max_score), email
+        stored = dict(Event.objects.filter(lead=lead).values_list("event_id", "score_after"))
+        for i, e in enumerate(ordered):
+            assert stored[e["event_id"]] == expected_fold(ordered[: i + 1], max_score=lead.max_score), (email, e)
+        assert sum(ScoreChange.objects.filter(lead=lead).values_list("delta", flat=True)) == lead.current_score
+
+
+@pytest.mark.django_db(transaction=True)
 @override_settings(TARGETGRID_LATE_EVENTS="drop")
 def test_drop_mode_skips_late_events():
     ingest(event_payload("b", minutes=10))
