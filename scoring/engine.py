@@ -144,15 +144,25 @@ class LeadTimeline:
             )
         if self.base.last_key is not None and event.key < self.base.last_key:
             raise LateEventBeforeCheckpoint(event.key)
-        keys = [entry.event.key for entry in self.tail]
-        position = bisect.bisect_left(keys, event.key)
-        self.tail.insert(position, TailEntry(event=event, score_after=0))
+        tail, max_score = self.tail, self.max_score
+        position = bisect.bisect_left(tail, event.key, key=lambda entry: entry.event.key)
+        tail.insert(position, TailEntry(event=event, score_after=0))
         self._ids.add(event.key.event_id)
-        score = self.tail[position - 1].score_after if position else self.base.score
-        for entry in self.tail[position:]:
-            score = clamp(score + entry.event.points, self.max_score)
+        score = tail[position - 1].score_after if position else self.base.score
+        # Re-fold what follows. Once a later event's new score equals its previous one, every event
+        # after it folds exactly as before (same state, same points): stop there. A late event
+        # absorbed by the cap or the floor (a hot lead at 1,000) costs a few steps, not the tail.
+        for index in range(position, len(tail)):
+            entry = tail[index]
+            score += entry.event.points
+            if score > max_score:
+                score = max_score
+            elif score < 0:
+                score = 0
+            if index > position and entry.score_after == score:
+                break
             entry.score_after = score
-        refolded = len(self.tail) - position - 1
+        refolded = len(tail) - position - 1
         new_score = self.tail[-1].score_after
         return Step(
             event,
