@@ -137,12 +137,40 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
     if not objs:
         return 0
     model = type(objs[0])
-    meta = model._meta
     connection = connections[using]
     if connection.vendor not in ("mysql", "sqlite"):
         model.objects.using(using).bulk_create(objs, ignore_conflicts=ignore_conflicts, batch_size=1000)
         return None if ignore_conflicts else len(objs)
-    fields = [f for f in meta.concrete_fields if not (f.primary_key and f.get_internal_type() in _AUTO)]
+    return _insert(model, [obj.__dict__ for obj in objs], ignore_conflicts=ignore_conflicts, using=using)
+
+
+def dicts_insert(model, rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: bool = False,
+                 using: str = "default") -> int | None:
+    """:func:`objs_insert` for rows given as ``{attname: value}``: no model instance is built (an
+    instance costs ~30 us, as much as the rest of a row's insert). A field a row leaves out gets
+    its default (per row, so callable defaults run per row)."""
+    if not rows:
+        return 0
+    connection = connections[using]
+    if connection.vendor not in ("mysql", "sqlite"):
+        return objs_insert([model(**row) for row in rows], ignore_conflicts=ignore_conflicts, using=using)
+    fields = _insert_fields(model)
+    complete = []
+    for row in rows:
+        if len(row) < len(fields):
+            row = {**{f.attname: f.get_default() for f in fields if f.attname not in row}, **row}
+        complete.append(row)
+    return _insert(model, complete, ignore_conflicts=ignore_conflicts, using=using)
+
+
+def _insert_fields(model) -> list:
+    return [f for f in model._meta.concrete_fields if not (f.primary_key and f.get_internal_type() in _AUTO)]
+
+
+def _insert(model, rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: bool, using: str) -> int:
+    meta = model._meta
+    connection = connections[using]
+    fields = _insert_fields(model)
     converters = [_converter(f, connection) for f in fields]
     attnames = [f.attname for f in fields]
     qn = connection.ops.quote_name
@@ -155,11 +183,10 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
     per_statement = max(1, min(2000, MAX_PARAMS // len(fields)))
     inserted = 0
     with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            part = objs[start : start + per_statement]
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
             params: list[Any] = []
-            for obj in part:
-                values = obj.__dict__
+            for values in part:
                 for attname, convert in zip(attnames, converters):
                     value = values[attname]
                     params.append(value if convert is None or value is None else convert(value))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from config.bulk import objs_insert
+from config.bulk import dicts_insert
 from config.retry import run_with_retries
 from leads.selectors import leads_resolve
 from leads.services import leads_ensure_for_emails
@@ -116,7 +116,7 @@ def event_ingest(
         unique.append((result, parsed))
 
     if unique:
-        _store(unique, source=source, now=now, unscored=unscored)
+        _store(unique, source=source, now=now, unscored=unscored, with_events=with_events)
 
     if with_events:
         # Accepted rows are the ones just written (already on the result); duplicates are read.
@@ -138,7 +138,7 @@ def _raw_event_id(raw) -> str | None:
     return None
 
 
-def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
+def _store(unique, *, source: str, now, unscored: Mapping[int, str], with_events: bool) -> None:
     lead_ids = {p.lead_id for _, p in unique if p.lead_id}
     emails = {p.email for _, p in unique if p.email}
     known_leads, by_email = leads_resolve(lead_ids=lead_ids, emails=emails)
@@ -149,7 +149,7 @@ def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
         # sorted out after it. A single event costs two queries.
         for attempt in run_with_retries():
             with attempt:
-                _insert(unique, source=source, now=now, unscored=unscored, by_email=by_email)
+                _insert(unique, source=source, now=now, unscored=unscored, by_email=by_email, with_events=with_events)
         return
 
     # Some lead is unknown. Events stored before are answered as duplicates first (no lead is
@@ -174,56 +174,56 @@ def _store(unique, *, source: str, now, unscored: Mapping[int, str]) -> None:
         with attempt, transaction.atomic():
             wanted = {p.email for _, p in to_write if p.email}
             emails_to_ids = leads_ensure_for_emails(emails=wanted, found=by_email)
-            _insert(to_write, source=source, now=now, unscored=unscored, by_email=emails_to_ids)
+            _insert(to_write, source=source, now=now, unscored=unscored, by_email=emails_to_ids,
+                    with_events=with_events)
 
 
-def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email: Mapping) -> None:
+def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email: Mapping, with_events: bool) -> None:
     for result, _ in to_write:
         result.status, result.errors = ACCEPTED, {}
-    rows = []
+    rows = []  # {attname: value}: no model instance per event (dicts_insert fills the defaults)
     for result, parsed in to_write:
         lead_id = parsed.lead_id or by_email[parsed.email]
-        event = Event(
-            id=uuid.uuid4(),
-            event_id=parsed.event_id,
-            lead_id=lead_id,
-            partition=partition_of(lead_id),
-            event_type=parsed.event_type,
-            timestamp=parsed.timestamp,
-            received_at=now,
-            metadata=parsed.metadata,
-            source=source,
-        )
+        row = {
+            "id": uuid.uuid4(),
+            "event_id": parsed.event_id,
+            "lead_id": lead_id,
+            "partition": partition_of(lead_id),
+            "event_type": parsed.event_type,
+            "timestamp": parsed.timestamp,
+            "received_at": now,
+            "metadata": parsed.metadata,
+            "source": source,
+        }
         reason = unscored.get(result.index)
         if reason is not None:
-            event.status = EventStatus.SKIPPED
-            event.processed = True
-            event.processed_at = now
-            event.error = reason
-        rows.append(event)
+            row.update(status=EventStatus.SKIPPED, processed=True, processed_at=now, error=reason)
+        rows.append(row)
     # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
     # order the scoring workers lock them, which keeps deadlocks with them rare.
-    rows.sort(key=lambda event: event.lead_id)
-    inserted = objs_insert(rows, ignore_conflicts=True)
+    rows.sort(key=lambda row: row["lead_id"])
+    inserted = dicts_insert(Event, rows, ignore_conflicts=True)
     if inserted == len(rows):  # nothing skipped: every row is ours
-        stored = {e.event_id: e.id for e in rows}
+        stored = {row["event_id"]: row["id"] for row in rows}
     else:  # stored before or by a concurrent request, or the lead was deleted meanwhile
-        stored = dict(Event.objects.filter(event_id__in=[e.event_id for e in rows]).values_list("event_id", "id"))
+        stored = dict(Event.objects.filter(event_id__in=[row["event_id"] for row in rows]).values_list("event_id", "id"))
     accepted = []
     partitions = set()
-    by_event_id = {row.event_id: row for row in rows}
+    by_event_id = {row["event_id"]: row for row in rows}
     for result, parsed in to_write:
         stored_pk = stored.get(parsed.event_id)
+        row = by_event_id[parsed.event_id]
         if stored_pk is None:
             # The lead vanished between validation and insert (deleted concurrently).
             result.status = REJECTED
             result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
-        elif stored_pk != by_event_id[parsed.event_id].id:
+        elif stored_pk != row["id"]:
             result.status = DUPLICATE  # stored earlier, or by a concurrent request first
         elif result.index not in unscored:
             accepted.append(stored_pk)
-            result.event = by_event_id[parsed.event_id]
-            partitions.add(result.event.partition)
+            partitions.add(row["partition"])
+            if with_events:
+                result.event = Event(**row)
     if accepted:
         # After commit: at once when this ran in autocommit (the fast path above).
         events_enqueue(event_ids=accepted, partitions=partitions)

@@ -19,7 +19,7 @@ from django.db import connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.bulk import objs_insert, rows_update
+from config.bulk import dicts_insert, rows_update
 from config.retry import run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
@@ -76,6 +76,24 @@ def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, t
     }
 
 
+@dataclass(slots=True)
+class _PendingEvent:
+    """A pending event being scored: what the fold reads and what ``_write_events`` writes back."""
+
+    id: uuid.UUID
+    event_id: str
+    lead_id: uuid.UUID
+    event_type: str
+    timestamp: object
+    status: str = EventStatus.PENDING
+    processed: bool = False
+    processed_at: object = None
+    points: int | None = None
+    late: bool = False
+    score_after: int | None = None
+    error: str = ""
+
+
 def _key(timestamp, event_id) -> engine.EventKey:
     return engine.EventKey(timestamp, event_id)
 
@@ -88,23 +106,25 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
         return ProcessResult(0, 0, [])
     leads = leads_lock(lead_ids=lead_ids)
     # Re-read under the lead locks: only this transaction can process these leads' events now.
-    events = list(
-        Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).only(
-            "id", "event_id", "lead_id", "event_type", "timestamp", "error"
+    # Plain rows, not model instances (an instance costs as much as the rest of an event's scoring).
+    events = [
+        _PendingEvent(*row)
+        for row in Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).values_list(
+            "id", "event_id", "lead_id", "event_type", "timestamp"
         )
-    )
+    ]
     if not events:
         return ProcessResult(0, 0, [])
     points_by_type = rule_points_by_type()
     policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
     now = timezone.now()
 
-    by_lead: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    by_lead: dict[uuid.UUID, list[_PendingEvent]] = defaultdict(list)
     for event in events:
         by_lead[event.lead_id].append(event)
 
-    score_changes: list[ScoreChange] = []
-    event_updates: dict[uuid.UUID, Event] = {}
+    score_changes: list[dict] = []  # ScoreChange rows as {attname: value}
+    event_updates: dict[uuid.UUID, _PendingEvent] = {}
     refold_updates: list[_StoredEvent] = []
     changed_leads: list[Lead] = []
     broadcasts: list[dict] = []
@@ -165,18 +185,18 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
             event.processed = True
             event_updates[event.id] = event
             score_changes.append(
-                ScoreChange(
-                    lead_id=lead_id,
-                    event_id=event.id,
-                    event_type=event.event_type,
-                    previous_score=step.previous_score,
-                    new_score=step.new_score,
-                    delta=step.delta,
-                    reason=step.reason[:500],
-                    late=step.late,
-                    timestamp=event.timestamp,
-                    created_at=now,
-                )
+                {
+                    "lead_id": lead_id,
+                    "event_id": event.id,
+                    "event_type": event.event_type,
+                    "previous_score": step.previous_score,
+                    "new_score": step.new_score,
+                    "delta": step.delta,
+                    "reason": step.reason[:500],
+                    "late": step.late,
+                    "timestamp": event.timestamp,
+                    "created_at": now,
+                }
             )
             broadcasts.append(
                 _change_frame(
@@ -213,7 +233,7 @@ def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
             lead.updated_at = now
             changed_leads.append(lead)
 
-    objs_insert(score_changes)
+    dicts_insert(ScoreChange, score_changes)
     _write_events(event_updates.values(), now=now)
     rows_update(Event, fields=["score_after"], rows=[(e.id, e.score_after) for e in refold_updates])
     rows_update(

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from config.bulk import objs_insert, rows_update
+from config.bulk import dicts_insert, objs_insert, rows_update
 from leads.models import Lead
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -85,3 +85,26 @@ def test_objs_insert_stores_what_bulk_create_stores_and_can_ignore_conflicts():
     assert stored.event_type == "PAGE_VIEW" and Event.objects.count() == 3
     change = ScoreChange.objects.get()
     assert (change.event_id, change.new_score, change.created_at) == (events[0].id, 5, T0)
+
+
+@pytest.mark.django_db
+def test_dicts_insert_fills_defaults_per_row_and_stores_what_the_orm_reads_back():
+    from events.models import Event
+
+    lead = Lead.objects.create(email="dicts@example.com")
+    # given rows that name only some fields (as the ingest path builds them)
+    rows = [
+        {"id": uuid.uuid4(), "event_id": f"d-{i}", "lead_id": lead.id, "event_type": "PAGE_VIEW", "timestamp": T0,
+         "received_at": T0}
+        for i in range(2)
+    ]
+    rows[1]["metadata"] = {"utm": "x"}
+    # when they are inserted (and one again, with conflicts ignored)
+    assert dicts_insert(Event, rows) == 2
+    assert dicts_insert(Event, [dict(rows[0], id=uuid.uuid4())], ignore_conflicts=True) == 0
+    # then the left-out fields hold their defaults, each row its own (a callable default per row)
+    first, second = Event.objects.get(event_id="d-0"), Event.objects.get(event_id="d-1")
+    assert (first.id, first.status, first.processed, first.metadata, first.partition, first.error) == (
+        rows[0]["id"], "pending", False, {}, 0, "")
+    assert second.metadata == {"utm": "x"} and second.timestamp == T0
+    assert rows[0].get("metadata") is None  # the caller's dicts are not modified
