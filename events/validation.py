@@ -10,6 +10,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
@@ -49,13 +50,23 @@ def parse_timestamp(value) -> datetime:
 def normalize_email(value) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if len(value.strip()) > 254:  # (checked first: only short strings enter the memo below)
+        raise ValueError("must be at most 254 characters")
+    email = _valid_email(value)
+    if email is None:
+        raise ValueError(f"{value!r} is not a valid e-mail address")
+    return email
+
+
+@lru_cache(maxsize=20_000)
+def _valid_email(value: str) -> str | None:
+    """The normalized address, or None if Django's validator refuses it. Remembered: a batch names
+    the same leads again and again, and the validator's regexes were ~6% of a batch's CPU."""
     email = value.strip().lower()
     try:
         validate_email(email)
     except DjangoValidationError:
-        raise ValueError(f"{value!r} is not a valid e-mail address") from None
-    if len(email) > 254:
-        raise ValueError("must be at most 254 characters")
+        return None
     return email
 
 
