@@ -58,10 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--soak-seconds", type=float, default=600.0)
     p.add_argument("--workers", type=int, default=2, help="prod: Celery worker processes")
     p.add_argument("--concurrency", type=int, default=1, help="prod: celery -c")
+    p.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"], help="prod: celery -P")
     p.add_argument("--web-workers", type=int, default=2, help="prod: gunicorn -w")
     p.add_argument("--web-threads", type=int, default=4, help="prod: gunicorn -k gthread --threads")
     p.add_argument("--drain-timeout", type=float, default=300.0, help="max seconds to wait for scoring to finish")
     p.add_argument("--no-raw", action="store_true", help="skip the raw-write floor")
+    p.add_argument("--no-floor", action="store_true", help="skip the HTTP floor (/bench/floor) of the single scenario")
     p.add_argument("--allow-any-db", action="store_true", help="prod: allow a DATABASE_URL not named tg_bench*")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir and process logs")
     p.add_argument("--seed", type=int, default=1)
@@ -259,6 +261,38 @@ async def send_paced_batches(api, batches, rate: float, log) -> dict:
     return {"target_rate": rate}
 
 
+async def http_floor(args, ctx) -> dict:
+    """The single scenario's load against /bench/floor (bench/floor_urls.py): same server, auth and
+    JSON, nothing stored. Its rate is what single POSTs could reach if TargetGrid's work were free."""
+    api, stack = ctx["api"], ctx["stack"]
+    events = [{"event_id": f"floor-{i}", "event_type": "PAGE_VIEW", "email": "floor@example.com",
+               "timestamp": "2026-01-01T00:00:00Z"} for i in range(args.single_events)]
+    queue: asyncio.Queue = asyncio.Queue()
+    for event in events:
+        queue.put_nowait(event)
+    http_ms, codes = [], {}
+
+    async def one_client() -> None:
+        while not queue.empty():
+            event = queue.get_nowait()
+            sent = time.perf_counter()
+            code, _ = await api.post("/bench/floor", event)
+            http_ms.append((time.perf_counter() - sent) * 1000)
+            codes[code] = codes.get(code, 0) + 1
+
+    print(f"  http floor: {len(events)} single POSTs to /bench/floor (nothing stored) ...", flush=True)
+    cpu_before, client_before = stack.cpu_seconds(), time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(args.single_clients)))
+    elapsed = time.perf_counter() - start
+    cpu_after = stack.cpu_seconds()
+    n = len(events)
+    cpu_ms = {role: round(1000 * (cpu_after[role] - cpu_before.get(role, 0)) / n, 3) for role in cpu_after}
+    cpu_ms["bench client"] = round(1000 * (time.process_time() - client_before) / n, 3)
+    return {"requests": n, "requests_per_s": round(n / elapsed), "http_ms": client.percentiles(http_ms),
+            "http_status": codes, "cpu_ms_per_request": cpu_ms}
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -302,7 +336,10 @@ async def main_async(args, stack: stacks.Stack) -> dict:
             report["raw_write"] = await asyncio.to_thread(
                 db.raw_write_rate, events=unique, leads=args.leads, batch=args.batch_size
             )
-        for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
+        names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        if stack.procs and not args.no_floor and {"single", "steady"} & set(names):
+            report["http_floor"] = await http_floor(args, ctx)
+        for name in names:
             stack.check_alive() if stack.procs else None
             report["scenarios"].append(await run_scenario(name, args, ctx))
     finally:
@@ -313,6 +350,8 @@ async def main_async(args, stack: stacks.Stack) -> dict:
     by_name = {s["scenario"]: s for s in report["scenarios"]}
     if raw and "batch" in by_name:
         report["raw_ratio"] = round(by_name["batch"]["e2e_events_per_s"] / raw, 3)
+    if report.get("http_floor") and "single" in by_name:
+        report["single_vs_floor"] = round(by_name["single"]["ingest_events_per_s"] / report["http_floor"]["requests_per_s"], 3)
     if "hot" in by_name and "batch" in by_name:
         report["hot_vs_uniform"] = round(by_name["hot"]["e2e_events_per_s"] / by_name["batch"]["e2e_events_per_s"], 3)
     report["ok"] = all(s["checks"]["ok"] for s in report["scenarios"])
@@ -364,6 +403,13 @@ def print_table(report: dict) -> None:
     print("CPU ms per unique event (user+sys of each process tree; robust to a busy machine):")
     for s in report["scenarios"]:
         print(f"  {s['scenario']:<8} " + "  ".join(f"{k} {v}" for k, v in s["cpu_ms_per_event"].items()))
+    floor = report.get("http_floor")
+    if floor:
+        h = floor["http_ms"]
+        print(f"HTTP floor (/bench/floor: same server, auth and JSON, nothing stored; {floor['requests']} POSTs, "
+              f"status {floor['http_status']}): {floor['requests_per_s']} req/s, http p50/p99 {h['p50']}/{h['p99']} ms"
+              f"{'; single / floor = ' + str(report['single_vs_floor']) if 'single_vs_floor' in report else ''}")
+        print("  CPU ms per request: " + "  ".join(f"{k} {v}" for k, v in floor["cpu_ms_per_request"].items()))
     raw = report.get("raw_write")
     if raw:
         print(f"raw-write floor (same engine, {raw['events']} events, batches of {raw['batch']}, 1 writer): "
@@ -395,7 +441,7 @@ def main(argv=None) -> int:
         print(f"starting the prod stack ({args.workers} Celery workers) on a fresh database ...", flush=True)
         stack = stacks.start_prod(database_url=database_url, redis_url=redis_url, workers=args.workers,
                                   concurrency=args.concurrency, web_workers=args.web_workers,
-                                  web_threads=args.web_threads, allow_any_db=args.allow_any_db)
+                                  web_threads=args.web_threads, allow_any_db=args.allow_any_db, pool=args.pool)
     try:
         report = asyncio.run(main_async(args, stack))
     finally:

@@ -195,7 +195,8 @@ class Stack:
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "TARGETGRID_QUEUE"}}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "WARNING", "DEBUG": "0"})
+    # bench.floor_settings = config.settings plus /bench/floor (see bench/floor_urls.py)
+    env.update({"DJANGO_SETTINGS_MODULE": "bench.floor_settings", "LOG_LEVEL": "WARNING", "DEBUG": "0"})
     env.update(extra)
     return env
 
@@ -277,7 +278,8 @@ def _fresh_mysql(database_url: str, *, allow_any: bool) -> None:
 
 
 def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: int, web_workers: int,
-               web_threads: int, allow_any_db: bool, extra_env: dict[str, str] | None = None) -> Stack:
+               web_threads: int, allow_any_db: bool, pool: str = "prefork",
+               extra_env: dict[str, str] | None = None) -> Stack:
     import redis
 
     if not database_url.startswith("mysql"):
@@ -300,7 +302,7 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
         workdir=workdir,
         description={
             "server": f"gunicorn -w {web_workers} -k gthread --threads {web_threads} (API) + daphne (WebSocket)",
-            "workers": f"{workers} x celery -c {concurrency}",
+            "workers": f"{workers} x celery -P {pool}" + ("" if pool == "solo" else f" -c {concurrency}"),
             "database": "MariaDB/MySQL",
             "redis": redis_url,
         },
@@ -313,7 +315,8 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
                env, workdir)
     )
     for index in range(workers):
-        args = [str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-c", str(concurrency),
+        args = [str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-P", pool,
+                *([] if pool == "solo" else ["-c", str(concurrency)]),
                 "-n", f"bench{index}@%h", "--without-gossip", "--without-mingle"]
         stack.procs.append(_spawn("worker", f"celery{index}", args, env, workdir))
     try:
