@@ -39,12 +39,17 @@ class ProcessResult:
     changes: list[dict]
 
 
-def events_process(*, event_ids: Sequence) -> ProcessResult:
-    """Score the given events (those still pending); safe to call twice with the same ids."""
-    ids = [uuid.UUID(str(pk)) for pk in event_ids]
+def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> ProcessResult:
+    """Score the given events (those still pending); safe to call twice with the same ids.
+
+    ``lead_ids``: the events' leads, when the caller has just read them (a drain) — saves a query.
+    A stale hint is harmless: events are re-read under the locks, only for the locked leads; one
+    whose lead changed meanwhile stays pending and is woken again by whoever moved it.
+    """
+    ids = [pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for pk in event_ids]
     for attempt in run_with_retries():
         with attempt, transaction.atomic():
-            result = _process_locked(ids)
+            result = _process_locked(ids, lead_ids)
             if result.changes:
                 changes = result.changes
                 transaction.on_commit(lambda: _broadcast(changes))
@@ -98,10 +103,11 @@ def _key(timestamp, event_id) -> engine.EventKey:
     return engine.EventKey(timestamp, event_id)
 
 
-def _process_locked(ids: list[uuid.UUID]) -> ProcessResult:
-    lead_ids = set(
-        Event.objects.filter(pk__in=ids, status=EventStatus.PENDING).values_list("lead_id", flat=True).distinct()
-    )
+def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
+    if lead_ids is None:
+        lead_ids = set(
+            Event.objects.filter(pk__in=ids, status=EventStatus.PENDING).values_list("lead_id", flat=True).distinct()
+        )
     if not lead_ids:
         return ProcessResult(0, 0, [])
     leads = leads_lock(lead_ids=lead_ids)
@@ -403,15 +409,17 @@ def events_drain_partition(*, partition: int) -> int:
                 time.sleep(window - age)
         while True:
             partitions.take_dirty(*drain.partitions)
-            ids = _pending_ids(drain.partitions, limit)
-            if len(ids) < combine_below:
+            pending = _pending(drain.partitions, limit)
+            if len(pending) < combine_below:
                 extra = drain.claim_dirty_others()
                 if extra:
                     partitions.take_dirty(*extra)
-                    ids += _pending_ids(extra, limit - len(ids))
-            if ids:
-                processed += events_process(event_ids=ids).processed
-            if len(ids) < limit and not partitions.dirty_among(drain.partitions):
+                    pending += _pending(extra, limit - len(pending))
+            if pending:
+                processed += events_process(
+                    event_ids=[pk for pk, _ in pending], lead_ids={lead_id for _, lead_id in pending}
+                ).processed
+            if len(pending) < limit and not partitions.dirty_among(drain.partitions):
                 break
             if time.monotonic() > deadline:
                 break
@@ -424,13 +432,14 @@ def events_drain_partition(*, partition: int) -> int:
     return processed
 
 
-def _pending_ids(partitions: Sequence[int], limit: int) -> list:
+def _pending(partitions: Sequence[int], limit: int) -> list[tuple]:
+    """``(event pk, lead id)`` of the oldest pending events of the given partitions."""
     if limit <= 0:
         return []
     return list(
         Event.objects.filter(status=EventStatus.PENDING, partition__in=list(partitions))
         .order_by("received_at")
-        .values_list("id", flat=True)[:limit]
+        .values_list("id", "lead_id")[:limit]
     )
 
 

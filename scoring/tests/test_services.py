@@ -261,3 +261,22 @@ def test_celery_publish_failure_keeps_the_event_for_the_sweep(settings, monkeypa
     response = api.post("/api/events", event_payload("a"), format="json")
     assert response.status_code == 202
     assert Event.objects.get().status == EventStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_lead_hint_scores_nothing_wrongly_and_leaves_the_event_pending(django_assert_num_queries):
+    # given a stored, pending event of ann's lead, and bob's lead (as if the event had moved)
+    with override_settings(TARGETGRID_QUEUE="embedded"):
+        from unittest import mock
+
+        with mock.patch("scoring.embedded.worker.submit", return_value=True):
+            ingest(event_payload("hint-1"), event_payload("hint-0", email="bob@example.com"))
+    event = Event.objects.get(event_id="hint-1")
+    bob = Lead.objects.get(email="bob@example.com")
+    # when a drain passes a lead hint that does not match the event's lead
+    assert events_process(event_ids=[event.id], lead_ids=[bob.id]).processed == 0
+    # then the event is untouched (still pending, no score change), and a later call scores it
+    event.refresh_from_db()
+    assert event.status == EventStatus.PENDING and not ScoreChange.objects.filter(event=event).exists()
+    assert events_process(event_ids=[event.id]).processed == 1
+    assert Lead.objects.get(email="ann@example.com").current_score == 5
