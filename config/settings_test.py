@@ -1,14 +1,16 @@
-"""Test settings: the embedded default (SQLite in memory, inline scoring) unless TEST_DATABASE_URL /
+"""Test settings: the embedded default (a SQLite file under var/test, inline scoring) unless TEST_DATABASE_URL /
 TEST_REDIS_URL point the suite at a real MariaDB/MySQL and Redis."""
 
 import os
-import tempfile
 
 os.environ.setdefault("TARGETGRID_QUEUE", "inline")
 # Tests flush tables between cases (no signals): remembered rule types would outlive their rows.
 # The cache itself is tested with it switched on (scoring/tests/test_selectors.py).
 os.environ.setdefault("TARGETGRID_RULES_CACHE_SECONDS", "0")
-os.environ.setdefault("TARGETGRID_DATA_DIR", os.path.join(tempfile.gettempdir(), "targetgrid-test"))
+# Per checkout (var/ is git-ignored): two clones on one machine must not share a test database.
+os.environ.setdefault(
+    "TARGETGRID_DATA_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", "test")
+)
 for name in ("DATABASE_URL", "REDIS_URL"):
     os.environ.pop(name, None)
 if os.environ.get("TEST_DATABASE_URL"):
