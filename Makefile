@@ -66,6 +66,8 @@ beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
 
 bench: install-dev
+	@# the prod stack (DATABASE_URL=mysql://...) needs gunicorn and mysqlclient too
+	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory install-prod; fi
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## Render time of the operator pages (default 100,000 leads; BENCH_ARGS="--leads 10000").
