@@ -27,6 +27,7 @@ from leads.services import leads_lock
 
 from . import engine
 from .models import ScoreChange
+from .partitions import partition_of
 from .selectors import rule_points_by_type
 
 logger = logging.getLogger(__name__)
@@ -638,7 +639,9 @@ def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
         if source is None or target is None:
             return 0
         pending = list(Event.objects.filter(lead_id=source.id, status=EventStatus.PENDING).values_list("id", flat=True))
-        moved = Event.objects.filter(lead_id=source.id).update(lead_id=target.id)
+        # The moved rows join the target lead's partition, so only drains of that partition
+        # ever lock the target lead for them.
+        moved = Event.objects.filter(lead_id=source.id).update(lead_id=target.id, partition=partition_of(target.id))
         ScoreChange.objects.filter(lead_id=source.id).update(lead_id=target.id)
         reason = f"re-attributed {moved} event{'s' if moved != 1 else ''} from {source.email}; re-folded in event time"
         changes = [

@@ -14,6 +14,7 @@ from events.models import Event, SegmentEventMapping, SegmentIdentity
 from events.segment import PLACEHOLDER_DOMAIN, segment_source_create
 from leads.models import Lead
 from scoring.models import ScoreChange
+from scoring.partitions import partition_of
 
 pytestmark = pytest.mark.django_db
 
@@ -151,6 +152,8 @@ def test_identify_reattributes_anonymous_events_and_rescores_both_leads(send):
     dana.refresh_from_db()
     placeholder.refresh_from_db()
     assert Event.objects.filter(lead=dana).count() == 5
+    # (in dana's scoring partition now, so only drains of that partition lock dana for them)
+    assert set(Event.objects.filter(lead=dana).values_list("partition", flat=True)) == {partition_of(dana.id)}
     assert dana.current_score == 20 + 3 * 5 + 50
     assert dana.last_processed_event_id == "a-demo"
     assert [e.score_after for e in Event.objects.filter(lead=dana).order_by("timestamp")] == [5, 10, 15, 35, 85]
