@@ -104,6 +104,13 @@ def _key(timestamp, event_id) -> engine.EventKey:
     return engine.EventKey(timestamp, event_id)
 
 
+def _last_key(lead) -> engine.EventKey | None:
+    """The key of the last event folded into the lead's stored score (None before any)."""
+    if not lead.last_processed_event_time:
+        return None
+    return _key(lead.last_processed_event_time, lead.last_processed_event_id)
+
+
 def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
     if lead_ids is None:
         lead_ids = set(
@@ -140,19 +147,13 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
     for events_of_lead in by_lead.values():
         events_of_lead.sort(key=lambda e: (e.timestamp, e.event_id))
     # Late events: every late lead's stored tail in one statement (was two queries per lead).
-    tails = (
-        _load_tails(
-            {
-                lead_id: _key(new[0].timestamp, new[0].event_id)
-                for lead_id, new in by_lead.items()
-                if leads[lead_id].last_processed_event_time
-                and _key(new[0].timestamp, new[0].event_id)
-                < _key(leads[lead_id].last_processed_event_time, leads[lead_id].last_processed_event_id)
-            }
-        )
-        if policy is engine.LatePolicy.REFOLD
-        else {}
-    )
+    late_from = {}
+    if policy is engine.LatePolicy.REFOLD:
+        for lead_id, new in by_lead.items():
+            first, last = _key(new[0].timestamp, new[0].event_id), _last_key(leads[lead_id])
+            if last is not None and first < last:
+                late_from[lead_id] = first
+    tails = _load_tails(late_from)
 
     for lead_id in sorted(by_lead):
         lead = leads[lead_id]
@@ -161,11 +162,7 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
             e.id: engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, points_by_type.get(e.event_type) or 0)
             for e in new_events
         }
-        last_key = (
-            _key(lead.last_processed_event_time, lead.last_processed_event_id)
-            if lead.last_processed_event_time
-            else None
-        )
+        last_key = _last_key(lead)
         base = engine.FoldState(lead.current_score, last_key)
         tail: list[engine.TailEntry] = []
         stored_by_event_id: dict[str, _StoredEvent] = {}
@@ -338,9 +335,9 @@ def _tail_rows(earliest_by_lead: dict):
     ops = connection.ops
     qn = ops.quote_name
     meta = Event._meta
-    column = {name: qn(meta.get_field(name).column) for name in
-              ("id", "event_id", "lead", "event_type", "timestamp", "points", "score_after", "status")}
-    names = ", ".join(column[name] for name in ("id", "event_id", "lead", "event_type", "timestamp", "points", "score_after"))
+    selected = ("id", "event_id", "lead", "event_type", "timestamp", "points", "score_after")  # = _StoredEvent
+    column = {name: qn(meta.get_field(name).column) for name in (*selected, "status")}
+    names = ", ".join(column[name] for name in selected)
     table = qn(meta.db_table)
     ts, eid = column["timestamp"], column["event_id"]
     lead_field, ts_field = meta.get_field("lead"), meta.get_field("timestamp")
