@@ -43,7 +43,7 @@ def assert_on_the_real_lead_scored_once(*message_ids, email="ann@example.com"):
         audit = ScoreChange.objects.filter(lead=lead).aggregate(total=Sum("delta"))["total"] or 0
         assert audit == lead.current_score, lead.email
     assert real.current_score == 5 * len(message_ids)
-    placeholder = Lead.objects.exclude(pk=real.pk).get()
+    placeholder = Lead.objects.get(email__endswith="@anonymous.invalid")
     assert placeholder.current_score == 0 and not placeholder.events.exists()
     assert set(SegmentIdentity.objects.values_list("lead_id", flat=True)) == {real.id}
 
@@ -144,3 +144,21 @@ def test_a_page_stored_while_the_merge_transaction_is_open_reaches_the_real_lead
 
     events_requeue_pending(older_than_seconds=0)  # inline mode: whatever is pending is scored now
     assert_on_the_real_lead_scored_once("m-0", "m-race")
+
+
+@pytest.mark.django_db
+def test_a_placeholder_merged_elsewhere_first_is_not_merged_again(django_capture_on_commit_callbacks):
+    """Two identifies race for one anonymous id: the first merge wins, the second finds the
+    placeholder empty (None) and looks the id up again: it stays with the first real lead."""
+    from events.segment import identity_link, leads_merge_placeholder
+
+    source, _ = segment_source_create(name="site")
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(source, page("m-0"))
+        placeholder = Lead.objects.get()
+        ingest(source, identify(email="ann@example.com"))
+    bob = Lead.objects.create(email="bob@example.com")
+    assert leads_merge_placeholder(placeholder=placeholder, into=bob) is None  # a stale merge
+    identity_link(kind=SegmentIdentity.Kind.ANONYMOUS, value="anon-1", lead=bob)
+    assert_on_the_real_lead_scored_once("m-0")
+    assert bob.current_score == 0 and not bob.events.exists()
