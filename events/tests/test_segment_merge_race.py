@@ -7,7 +7,6 @@ moved, not committed) while the ``page`` is stored.
 """
 
 import threading
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -15,7 +14,7 @@ from django.db import connection, connections
 from django.db.models import Sum
 
 import events.segment
-from events.models import Event, EventStatus, SegmentIdentity, SegmentSource
+from events.models import Event, EventStatus, SegmentIdentity
 from events.segment import segment_messages_ingest, segment_source_create
 from leads.models import Lead
 from scoring.models import ScoreChange
