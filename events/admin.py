@@ -13,8 +13,9 @@ from .webhooks import secret_key_bytes
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    """Events enter through ``event_ingest`` (API, imports), never through an admin form; once scored
-    (or skipped, or failed) an event is history and read-only."""
+    """Read-only: events enter through ``event_ingest`` (API, imports) and change only in scoring
+    services. The admin lists and shows them and runs actions that call services; no form ever
+    saves one (a form's copy of a pending event, saved after a drain scored it, re-pended it)."""
 
     list_display = ["event_id", "event_type", "lead", "timestamp", "received_at", "status", "points", "late", "source"]
     list_filter = ["status", "event_type", "source", "late", "received_at"]
@@ -43,9 +44,14 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.status != EventStatus.PENDING:
+        # No change form saves, for anyone (the detail view is the read-only one). Without an
+        # object this is the permission the actions check (``permissions=["change"]``).
+        if obj is not None:
             return False
         return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an event and its audit rows are history
 
     @admin.action(description="Re-enqueue selected pending events for scoring", permissions=["change"])
     def requeue_selected(self, request, queryset):

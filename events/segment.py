@@ -17,6 +17,12 @@
   ids and events are re-attributed to it and both leads are re-scored
   (scoring.services.lead_events_reattribute). Real leads are never merged: an id already tied
   to a lead with a real e-mail stays with it.
+* Merge vs. concurrent events: a message resolved to a placeholder may be stored just after an
+  ``identify`` merged that placeholder. Both paths serialize on the placeholder's lead row: a
+  merge locks it before it moves anything, and after storing events on a placeholder the ingest
+  locks it and reads the ids' owner again (:func:`placeholder_events_settle`). Either the
+  merge comes later (and moves the event with the rest) or it came first (and the ingest moves
+  the event after it). No event is left on a merged placeholder, whatever the isolation level.
 * ``identify`` updates the lead's profile from its traits; ``group`` is acknowledged, not stored.
 """
 
@@ -29,13 +35,16 @@ import json
 import logging
 import re
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from leads.models import Lead
-from leads.services import leads_ensure_for_emails, lead_profile_update
+from leads.services import lead_profile_update, leads_ensure_for_emails, leads_lock
+from scoring.services import lead_events_reattribute
 
 from .models import SegmentEventMapping, SegmentIdentity, SegmentSource
 from .services import ACCEPTED, DUPLICATE, REJECTED, event_ingest
@@ -110,6 +119,8 @@ class MessageResult:
     status: str = ACCEPTED
     errors: dict[str, list[str]] = field(default_factory=dict)
     lead_id: str | None = None
+    # (userId, anonymousId) of an event resolved to a placeholder lead: checked after it is stored.
+    placeholder_ids: tuple[str, str] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         body = {"index": self.index, "type": self.type, "messageId": self.message_id, "status": self.status}
@@ -213,21 +224,67 @@ def identity_link(*, kind: str, value: str, lead: Lead) -> None:
         if identity.lead_id == lead.id:
             return
         if is_placeholder(identity.lead.email):
-            leads_merge_placeholder(placeholder=identity.lead, into=lead)
+            if leads_merge_placeholder(placeholder=identity.lead, into=lead) is None:
+                continue  # merged elsewhere meanwhile: look again
             return
         logger.info("segment %s %r already belongs to lead %s; not moved to %s", kind, value, identity.lead_id, lead.id)
         return
 
 
-def leads_merge_placeholder(*, placeholder: Lead, into: Lead) -> int:
-    """Re-attribute a placeholder lead's ids and events to a real lead and re-score both."""
-    from scoring.services import lead_events_reattribute
+def leads_merge_placeholder(*, placeholder: Lead, into: Lead) -> int | None:
+    """Re-attribute a placeholder lead's ids and events to another lead and re-score both.
 
+    Both leads are locked (pk order) before anything moves: an ingest that stored events on the
+    placeholder meanwhile holds or waits for the same lock (:func:`placeholder_events_settle`).
+    Returns how many events moved, or None when the placeholder holds no id any more (a concurrent
+    merge took it first; the caller looks the id up again).
+    """
     with transaction.atomic():
-        SegmentIdentity.objects.filter(lead_id=placeholder.id).update(lead_id=into.id)
+        leads_lock(lead_ids=[placeholder.id, into.id])
+        if not SegmentIdentity.objects.filter(lead_id=placeholder.id).update(lead_id=into.id):
+            return None
         moved = lead_events_reattribute(from_lead_id=placeholder.id, to_lead_id=into.id)
     logger.info("segment: placeholder %s merged into %s (%d events)", placeholder.email, into.email, moved)
     return moved
+
+
+PLACEHOLDER_HOPS = 5
+
+
+def _ids_owner(user_id: str, anonymous_id: str):
+    """The lead the ids resolve to now (userId first, as :func:`lead_resolve`); a locking read, so
+    it sees the latest committed merge whatever the isolation level."""
+    wanted = Q(pk__in=[])
+    if user_id:
+        wanted |= Q(kind=SegmentIdentity.Kind.USER, value=user_id)
+    if anonymous_id:
+        wanted |= Q(kind=SegmentIdentity.Kind.ANONYMOUS, value=anonymous_id)
+    owners = dict(SegmentIdentity.objects.select_for_update().filter(wanted).values_list("kind", "lead_id"))
+    return owners.get(SegmentIdentity.Kind.USER) or owners.get(SegmentIdentity.Kind.ANONYMOUS)
+
+
+def placeholder_events_settle(*, lead_id, user_id: str = "", anonymous_id: str = ""):
+    """Make sure events just stored on placeholder ``lead_id`` end on the lead their ids belong to.
+
+    Called after the events are committed. Under the placeholder's lock (which a merge takes
+    before it moves anything) the ids' owner is read again: still the placeholder -> done (a later
+    merge waits for the lock and moves these events with the rest); another lead -> the placeholder
+    was merged before the events were stored: they are re-attributed there (and re-scored there
+    once), and that lead is checked in turn if it is a placeholder too. Returns the lead id.
+    """
+    current = lead_id
+    for _hop in range(PLACEHOLDER_HOPS):
+        with transaction.atomic():
+            lead = leads_lock(lead_ids=[current]).get(current)
+            if lead is None or not is_placeholder(lead.email):
+                return current  # gone, or a real lead: real leads are never merged
+            owner = _ids_owner(user_id, anonymous_id)
+        if owner is None or owner == current:
+            return current
+        logger.info("segment: events stored on merged placeholder %s follow it to %s", lead.email, owner)
+        lead_events_reattribute(from_lead_id=current, to_lead_id=owner)
+        current = owner
+    return current
 
 
 def lead_resolve(msg: dict) -> tuple[Lead | None, dict]:
@@ -306,6 +363,15 @@ def segment_messages_ingest(
             result.errors = item_result.errors
             if reason and item_result.status == ACCEPTED:
                 result.status = UNSCORED
+        on_placeholders = {}
+        for result, _, _ in pending:
+            if result.placeholder_ids and result.status in (ACCEPTED, UNSCORED, DUPLICATE):
+                on_placeholders.setdefault(result.lead_id, (result.placeholder_ids, []))[1].append(result)
+        for lead_id in sorted(on_placeholders):
+            (user_id, anonymous_id), settled = on_placeholders[lead_id]
+            final = placeholder_events_settle(lead_id=uuid.UUID(lead_id), user_id=user_id, anonymous_id=anonymous_id)
+            for result in settled:
+                result.lead_id = str(final)
         pending.clear()
 
     for index, msg in enumerate(messages):
@@ -410,6 +476,8 @@ def _event_message(kind, msg, result, *, received_at, batch_sent_at, mappings, p
         result.status, result.errors = REJECTED, errors
         return
     result.lead_id = str(lead.id)
+    if is_placeholder(lead.email):
+        result.placeholder_ids = (_str_id(msg.get("userId")), _str_id(msg.get("anonymousId")))
     for key in ("userId", "anonymousId"):
         if _str_id(msg.get(key)):
             about[key] = _str_id(msg.get(key))

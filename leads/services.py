@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from .models import Lead
 
@@ -73,12 +74,47 @@ def leads_lock(*, lead_ids: Iterable) -> dict:
 
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "phone")
+# What an operator may edit on a lead (admin form, import). Never the score fields
+# (current_score, last_processed_*: scoring owns them) nor max_score (a scoring parameter:
+# scoring.services.lead_max_score_set re-folds the score with it under the lead's lock).
+EDITABLE_FIELDS = ("email", *PROFILE_FIELDS)
+
+
+def lead_profile_set(*, lead_id, fields: Mapping[str, object]) -> list[str]:
+    """Write exactly the given profile fields of one lead, nothing else (HackSoft's ``model_update``).
+
+    One ``UPDATE`` of the fields whose value differs from the stored one (plus ``updated_at``), so a
+    score committed by a drain meanwhile is never overwritten by a stale copy of the row. Values are
+    validated like the model fields (``ValidationError``); an e-mail already taken raises
+    :class:`LeadAlreadyExists`. Returns the names of the fields that changed.
+    """
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable profile fields: {', '.join(sorted(unknown))}")
+    values = {}
+    for name, value in fields.items():
+        value = "" if value is None else str(value).strip()
+        if name == "email":
+            value = value.lower()
+        values[name] = Lead._meta.get_field(name).clean(value, None)
+    stored = Lead.objects.filter(pk=lead_id).values(*values).first()
+    if stored is None:
+        return []
+    changes = {name: value for name, value in values.items() if stored[name] != value}
+    if changes:
+        try:
+            with transaction.atomic():
+                Lead.objects.filter(pk=lead_id).update(**changes, updated_at=timezone.now())
+        except IntegrityError:
+            existing = Lead.objects.filter(email=changes.get("email")).exclude(pk=lead_id).first()
+            if existing is None:
+                raise
+            raise LeadAlreadyExists(existing) from None
+    return sorted(changes)
 
 
 def lead_profile_update(*, lead_id, **fields) -> bool:
     """Set the given profile fields (non-empty values only, cut to the column size); True if any changed."""
-    from django.utils import timezone
-
     unknown = set(fields) - set(PROFILE_FIELDS)
     if unknown:
         raise ValueError(f"not profile fields: {', '.join(sorted(unknown))}")

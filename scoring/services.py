@@ -657,3 +657,29 @@ def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
             transaction.on_commit(lambda: _broadcast(changes))
     logger.info("re-attributed %d events from lead %s to lead %s", moved, source.id, target.id)
     return moved
+
+
+def lead_max_score_set(*, lead_id, max_score: int, actor: str = "") -> bool:
+    """Change a lead's score cap and re-fold its score with it, under the lead's lock.
+
+    ``max_score`` is a scoring parameter, not a profile field: the stored score, the events'
+    ``score_after`` checkpoints and the audit log all depend on it, so it changes only here, in
+    the same locked transaction as the re-fold (a drain scoring the lead meanwhile waits, then folds
+    with the new cap). Not durable: the admin and the import call it inside their own transaction.
+    Returns False when the lead is gone or already has that cap.
+    """
+    if isinstance(max_score, bool) or not isinstance(max_score, int) or max_score < 0:
+        raise ValueError(f"max_score must be an integer >= 0, got {max_score!r}")
+    with transaction.atomic():
+        lead = leads_lock(lead_ids=[lead_id]).get(uuid.UUID(str(lead_id)))
+        if lead is None or lead.max_score == max_score:
+            return False
+        previous, now = lead.max_score, timezone.now()
+        lead.max_score = max_score
+        Lead.objects.filter(pk=lead.id).update(max_score=max_score, updated_at=now)
+        reason = f"max score {previous} -> {max_score}" + (f" by {actor}" if actor else "") + "; re-folded"
+        change = _lead_refold(lead, now=now, reason=reason)
+        if change is not None:
+            transaction.on_commit(lambda: _broadcast([change]))
+    logger.info("lead %s: max score %d -> %d", lead.id, previous, max_score)
+    return True
