@@ -81,3 +81,24 @@ def default_rules(request):
     blocker = request.getfixturevalue("django_db_blocker")
     with blocker.unblock():
         ensure_default_rules()
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgresql_test_database_dropped_at_the_end(request):
+    """PostgreSQL refuses to drop a database with open sessions, and a thread or a worker process
+    of the suite may still hold one when the run ends: the test database would be left behind
+    (with a warning) and the next run could not create it. End those sessions just before Django
+    drops it (this fixture is set up after django_db_setup, so it is torn down before)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    yield
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

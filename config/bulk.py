@@ -7,6 +7,8 @@ the database joins on the primary key:
 
 * MySQL/MariaDB: ``UPDATE t JOIN (SELECT … UNION ALL SELECT …) v ON t.pk = v.pk SET …``
 * SQLite (≥ 3.33): ``UPDATE t SET … FROM (VALUES (…), (…)) AS v WHERE t.pk = v.column1``
+* PostgreSQL: ``UPDATE t SET … FROM (VALUES (%s::type, …), (…)) AS v (pk, …) WHERE t.pk = v.pk``
+  (the first row's casts type the derived table's columns: a column of NULLs is otherwise text)
 
 Other backends fall back to ``bulk_update``. Values are prepared by each field
 (``get_db_prep_save``), so UUIDs, datetimes and booleans are stored exactly as the ORM stores them.
@@ -22,6 +24,8 @@ from django.db import connections
 
 # SQLite's default limit on bound variables is 32,766; MySQL's packet limit is far above this.
 MAX_PARAMS = 30_000
+# Backends with a set-based statement here; others fall back to Django's bulk_update/bulk_create.
+_NATIVE = ("mysql", "sqlite", "postgresql")
 
 
 def rows_update(
@@ -41,7 +45,7 @@ def rows_update(
     constants = dict(constants or {})
     connection = connections[using]
     meta = model._meta
-    if connection.vendor not in ("mysql", "sqlite"):
+    if connection.vendor not in _NATIVE:
         return _fallback(model, fields=fields, rows=rows, constants=constants, using=using)
 
     qn = connection.ops.quote_name
@@ -72,6 +76,17 @@ def rows_update(
                     f"SET {', '.join(assignments)}"
                 )
                 cursor.execute(sql, params + const_params)
+            elif connection.vendor == "postgresql":
+                names = ", ".join(qn(name) for name in ["_pk", *[f"_v{i}" for i in range(len(fields))]])
+                first = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in [pk, *field_objs]) + ")"
+                values = ", ".join([first] + ["(" + ", ".join(["%s"] * width) + ")"] * (len(part) - 1))
+                assignments = [f"{qn(f.column)} = v.{qn(f'_v{i}')}" for i, f in enumerate(field_objs)]
+                assignments += [f"{qn(f.column)} = %s" for f, _ in const_objs]
+                sql = (
+                    f"UPDATE {table} SET {', '.join(assignments)} FROM (VALUES {values}) AS v ({names}) "
+                    f"WHERE {table}.{qn(pk.column)} = v.{qn('_pk')}"
+                )
+                cursor.execute(sql, const_params + params)
             else:
                 values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(part))
                 assignments = [f"{qn(f.column)} = v.column{i + 2}" for i, f in enumerate(field_objs)]
@@ -138,7 +153,7 @@ def objs_insert(objs: Sequence, *, ignore_conflicts: bool = False, using: str = 
         return 0
     model = type(objs[0])
     connection = connections[using]
-    if connection.vendor not in ("mysql", "sqlite"):
+    if connection.vendor not in _NATIVE:
         model.objects.using(using).bulk_create(objs, ignore_conflicts=ignore_conflicts, batch_size=1000)
         return None if ignore_conflicts else len(objs)
     return _insert(model, [obj.__dict__ for obj in objs], ignore_conflicts=ignore_conflicts, using=using)
@@ -152,7 +167,7 @@ def dicts_insert(model, rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: 
     if not rows:
         return 0
     connection = connections[using]
-    if connection.vendor not in ("mysql", "sqlite"):
+    if connection.vendor not in _NATIVE:
         return objs_insert([model(**row) for row in rows], ignore_conflicts=ignore_conflicts, using=using)
     fields = _insert_fields(model)
     complete = []

@@ -1,5 +1,5 @@
 """Test settings: the embedded default (a SQLite file under var/test, inline scoring) unless TEST_DATABASE_URL /
-TEST_REDIS_URL point the suite at a real MariaDB/MySQL and Redis."""
+TEST_REDIS_URL point the suite at a real MariaDB/MySQL or PostgreSQL and Redis."""
 
 import os
 
@@ -24,12 +24,15 @@ from .settings import DATABASES  # noqa: E402
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # <name>_test rather than Django's test_<name>: on a shared server every engineer's databases
-    # keep their own prefix (e.g. tg_bench_t -> tg_bench_t_test).
+    # keep their own prefix (e.g. tg_bench_t -> tg_bench_t_test). The collation docker-compose.yml
+    # sets: case-, accent- and width-insensitive, so the binary columns (config/fields.py) are tested.
     DATABASES["default"]["TEST"] = {
         "CHARSET": "utf8mb4",
         "COLLATION": "utf8mb4_unicode_ci",
         "NAME": f"{DATABASES['default']['NAME']}_test",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}_test"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, as in the embedded default (WAL, busy timeout), not the shared-cache in-memory
     # database, whose table locks fail concurrent tests at once instead of waiting.

@@ -3,6 +3,8 @@ import uuid
 
 from django.db import models
 
+from config.fields import BinaryCharField
+
 
 class EventStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -13,7 +15,7 @@ class EventStatus(models.TextChoices):
 
 class Event(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event_id = models.CharField(max_length=255, unique=True, help_text="The client's idempotency key.")
+    event_id = BinaryCharField(max_length=255, unique=True, help_text="The client's idempotency key.")
     lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="events")
     event_type = models.CharField(max_length=64)
     timestamp = models.DateTimeField(help_text="When the event happened (event time).")
@@ -145,7 +147,7 @@ class SegmentSource(models.Model):
 class SegmentEventMapping(models.Model):
     """A Segment ``track`` event name -> a TargetGrid event type. Unmapped names are stored unscored."""
 
-    event_name = models.CharField(max_length=200, unique=True, help_text='As sent, e.g. "Demo Requested".')
+    event_name = BinaryCharField(max_length=200, unique=True, help_text='As sent, e.g. "Demo Requested".')
     event_type = models.CharField(max_length=64, help_text="UPPER_SNAKE event type with a scoring rule.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -164,7 +166,7 @@ class SegmentIdentity(models.Model):
         ANONYMOUS = "anonymous", "anonymousId"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    value = models.CharField(max_length=255)
+    value = BinaryCharField(max_length=255)
     lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="segment_identities")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

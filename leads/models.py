@@ -3,10 +3,12 @@ import uuid
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from config.fields import BinaryCharField, BinaryEmailField
+
 
 class Lead(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(max_length=254, unique=True, help_text="Stored lower-cased.")
+    email = BinaryEmailField(max_length=254, unique=True, help_text="Stored lower-cased.")
     first_name = models.CharField(max_length=100, blank=True, default="")
     last_name = models.CharField(max_length=100, blank=True, default="")
     company = models.CharField(max_length=200, blank=True, default="")
@@ -15,7 +17,7 @@ class Lead(models.Model):
     max_score = models.IntegerField(default=1000, validators=[MinValueValidator(0)])
     # The (timestamp, event_id) of the newest processed event: the end of the lead's fold.
     last_processed_event_time = models.DateTimeField(null=True, blank=True)
-    last_processed_event_id = models.CharField(max_length=255, blank=True, default="")
+    last_processed_event_id = BinaryCharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,6 +3,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from config.fields import BinaryCharField
+
 EVENT_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -12,7 +14,7 @@ def validate_event_type(value: str) -> None:
 
 
 class ScoringRule(models.Model):
-    event_type = models.CharField(max_length=64, unique=True, validators=[validate_event_type])
+    event_type = BinaryCharField(max_length=64, unique=True, validators=[validate_event_type])
     points = models.IntegerField()
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=255, blank=True, default="")
