@@ -2,7 +2,7 @@
 the culprit is marked ``failed`` with its reason, every other event is scored, and the failed
 event can be retried (service, admin action, API)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from unittest import mock
 
@@ -11,7 +11,7 @@ from django.db import IntegrityError, OperationalError, connection
 from django.test import override_settings
 
 from config.retry import run_with_retries
-from conftest import event_payload
+from conftest import T0, event_payload
 from events.models import Event, EventStatus
 from events.services import event_ingest
 from leads.models import Lead
@@ -184,3 +184,67 @@ def test_retry_wakes_the_event_partition_after_commit_in_celery_mode(fault_for, 
         assert events_retry(event_ids=[event.id]) == 1
     assert woken == [([event.partition], False)]  # after commit, not inside the transaction
     assert Event.objects.get().status == EventStatus.PENDING
+
+
+def failed_event(event_id="f-1", *, minutes=0, email="ann@example.com"):
+    """A failed event of a lead (as the drain leaves it), next to an earlier scored one."""
+    event_ingest(items=[event_payload(f"{event_id}-before", minutes=minutes - 1, email=email)], source="test")
+    lead = Lead.objects.get(email=email)
+    return Event.objects.create(
+        event_id=event_id, lead=lead, event_type="EMAIL_OPEN", timestamp=T0 + timedelta(minutes=minutes),
+        status=EventStatus.FAILED, error="RuntimeError: boom", partition=Event.objects.get(event_id=f"{event_id}-before").partition,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_shows_the_error_and_retries_a_failed_event_by_id_or_event_id(api):
+    # given a failed event
+    event = failed_event("api/1")
+    # the API shows its status and reason
+    listed = api.get(f"/api/events/lead/{event.lead_id}").json()["results"]
+    assert {e["event_id"]: (e["status"], e["error"]) for e in listed}["api/1"] == ("failed", "RuntimeError: boom")
+
+    # when it is retried through the API (by its client event_id, which may hold a slash)
+    response = api.post("/api/events/api/1/retry")
+    # then 200 with the event, scored again (inline mode scores after commit), the error cleared
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "retried"
+    assert (body["event"]["event_id"], body["event"]["status"], body["event"]["error"]) == ("api/1", "processed", "")
+    assert Lead.objects.get().current_score == 15
+
+    # and a second retry is a 409 naming the status; by its id too
+    again = api.post(f"/api/events/{event.id}/retry")
+    assert again.status_code == 409
+    assert again.json()["errors"] == {"status": ["is processed, not failed"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_retry_of_an_unknown_event_is_a_json_404_and_it_needs_a_key(api, anon):
+    response = api.post("/api/events/nope/retry")
+    assert response.status_code == 404 and response.json()["detail"] == "No event 'nope'."
+    event = failed_event()
+    assert anon.post(f"/api/events/{event.id}/retry").status_code in (401, 403)
+    assert Event.objects.get(pk=event.pk).status == EventStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_action_retries_the_selected_failed_events_only(client, staff_user):
+    # given a failed event and a processed one
+    event = failed_event()
+    done = Event.objects.get(event_id="f-1-before")
+    client.force_login(staff_user)
+    # when the operator retries both from the changelist
+    response = client.post(
+        "/admin/events/event/",
+        {"action": "retry_failed", "_selected_action": [str(event.id), str(done.id)]},
+        follow=True,
+    )
+    # then the failed one is scored, the other left alone, and the message says so
+    assert b"Sent 1 failed event back to scoring. 1 not failed were left alone." in response.content
+    event.refresh_from_db()
+    assert (event.status, event.error) == (EventStatus.PROCESSED, "")
+    assert Lead.objects.get().current_score == 15
+    # and the existing requeue action is still offered next to it
+    page = client.get("/admin/events/event/").content
+    assert b"retry_failed" in page and b"requeue_selected" in page
