@@ -193,7 +193,8 @@ class Drain:
         gone = [partition for partition, ok in zip(held, pipe.execute()) if not ok]
         if gone:
             self.lost = True
-            logger.warning("drain %s lost its lease on partitions %s; it stops after this transaction", self.token, gone)
+            logger.warning("drain %s lost its lease on partitions %s; it stops after this transaction",
+                           self.token, gone)
         return not gone
 
     def start_renewing(self, *, max_seconds: float) -> None:

@@ -74,7 +74,11 @@ def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> 
             len(ids), type(exc).__name__, exc,
         )
         first_error = exc
-    return _process_split(_pending_in_fold_order(ids), first_error=first_error)
+    pending = _pending_in_fold_order(ids)
+    # The same events as the failed transaction: its error stands for them (no second attempt of
+    # the whole); otherwise some moved on meanwhile and the rest is tried again before any blame.
+    same = {pk for pk, _, _ in pending} == set(ids)
+    return _process_split(pending, first_error=first_error if same else None)
 
 
 def _process_batch(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
@@ -107,7 +111,7 @@ def _halves(part: list[tuple]) -> list[list[tuple]]:
     return [part[:middle], part[middle:]]
 
 
-def _process_split(events: list[tuple], *, first_error: Exception) -> ProcessResult:
+def _process_split(events: list[tuple], *, first_error: Exception | None) -> ProcessResult:
     """Score a batch that failed as a whole, a part per transaction, halving the failing parts
     (down to single leads, then single events): one culprit among n events costs about 2·log2(n)
     transactions, every other event is scored, and each culprit is marked ``failed``."""
