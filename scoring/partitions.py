@@ -209,6 +209,7 @@ class Drain:
         while not self._stop.wait(interval):
             if time.monotonic() > until:
                 logger.warning("drain %s ran past %.0f s; its leases are left to lapse", self.token, max_seconds)
+                self.lost = True
                 return
             try:
                 if not self.renew():
