@@ -556,20 +556,25 @@ def _drain(drain, partition: int) -> tuple[int, bool]:
 def _drain_end(drain, *, work_left: bool, wake: bool) -> None:
     """Mark (if work may be left), release, clear ``queued``, re-check ``dirty`` and wake: in this
     order, so a request committing meanwhile is either seen here or wakes a free partition itself.
-    Best effort (Redis may be down): leases lapse by themselves and the sweep wakes what is pending."""
+    Each step is best effort (Redis may be down): leases lapse by themselves, ``queued`` expires,
+    and the sweep wakes whatever is still pending."""
     from .dispatch import partitions_wake
 
     held = drain.held()
-    try:
-        if work_left:
-            partitions.mark_dirty(*held)
-        drain.release()
-        partitions.unqueue(*held)
-        again = partitions.dirty_among(held) if wake else []
+
+    def recheck() -> None:  # events committed after the last look, or handed over: wake them again
+        again = partitions.dirty_among(held)
         if again:
             partitions_wake(partitions=again)
-    except Exception:
-        logger.warning("ending the drain of partitions %s failed; the sweep will wake them", held, exc_info=True)
+
+    steps = [lambda: partitions.mark_dirty(*held)] if work_left else []
+    steps += [drain.release, lambda: partitions.unqueue(*held)] + ([recheck] if wake else [])
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            logger.warning("ending the drain of partitions %s: a step failed; the sweep will wake them", held,
+                           exc_info=True)
 
 
 def _pending(parts: Sequence[int], limit: int) -> list[tuple]:

@@ -278,3 +278,27 @@ def test_one_failing_event_in_a_drain_chunk_of_many_leads_is_failed_and_the_part
     }
     assert ScoreChange.objects.count() == 59
     assert not any(flag(kind, p) for kind in ("lock", "queued", "dirty") for p in range(4))
+
+
+@needs_redis
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_failing_end_of_drain_step_neither_masks_the_drain_error_nor_skips_the_other_steps(
+    celery_mode, django_capture_on_commit_callbacks, monkeypatch
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        event_ingest(items=[event_payload("e-1", email="e@example.com")], source="batch")
+    partition = Event.objects.get().partition
+
+    def gone(**kwargs):
+        raise OperationalError(2013, "Lost connection to server during query")
+
+    def redis_blip(*partitions):
+        raise ConnectionError("Redis went away for a moment")
+
+    with monkeypatch.context() as patched, pytest.raises(OperationalError):
+        patched.setattr("scoring.services.events_process", gone)
+        patched.setattr(partitions, "mark_dirty", redis_blip)
+        events_drain_partition(partition=celery_mode.pop())
+    # the lease was still released and the wake-up flag cleared
+    assert not flag("lock", partition) and not flag("queued", partition)
