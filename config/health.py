@@ -1,4 +1,11 @@
-"""GET /health: public; the status of the database, queue, channel layer and workers (503 if any is down)."""
+"""Public health endpoints (JSON; 503 when a check is down):
+
+* ``GET /health`` — liveness of the dependencies: database, queue/broker, channel layer, workers.
+* ``GET /health/ready`` — the same, plus scoring itself: 503 when the oldest pending event is older
+  than ``TARGETGRID_READY_MAX_PENDING_SECONDS`` (scoring stalled: workers up but not draining, a
+  partition stuck, the beat sweep not running). For load balancers and alerting; a backlog that
+  is being worked off within the threshold is still ready.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
+
+from events.models import Event, EventStatus
+from scoring.selectors import pending_oldest_received_at
 
 WORKER_PING_CACHE_SECONDS = 5
 
@@ -27,8 +38,6 @@ def _timed(check):
 
 
 def _database():
-    from events.models import Event, EventStatus
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     pending = Event.objects.filter(status=EventStatus.PENDING).count()
@@ -83,13 +92,42 @@ def _workers():
     return {"backend": "celery", "count": len(names), "workers": names}
 
 
-@require_GET
-def health(request):
-    checks = {
+def _scoring():
+    """Is scoring keeping up? The age of the oldest pending event (one index dive on
+    ``event_status_idx``), and how many events failed (they wait for an operator's retry)."""
+    oldest = pending_oldest_received_at()
+    limit = settings.TARGETGRID_READY_MAX_PENDING_SECONDS
+    age = 0.0 if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
+    result = {
+        "oldest_pending_seconds": round(age, 1),
+        "max_pending_seconds": limit,
+        "failed_events": Event.objects.filter(status=EventStatus.FAILED).count(),
+    }
+    if age > limit:
+        result["status"] = "down"
+        result["error"] = f"the oldest pending event is {age:.0f} s old (limit {limit} s): scoring is stalled"
+    return result
+
+
+def _answer(checks: dict) -> JsonResponse:
+    ok = all(check["status"] == "ok" for check in checks.values())
+    return JsonResponse({"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503)
+
+
+def _dependencies() -> dict:
+    return {
         "database": _timed(_database),
         "queue": _timed(_queue),
         "channel_layer": _timed(_channel_layer),
         "workers": _timed(_workers),
     }
-    ok = all(check["status"] == "ok" for check in checks.values())
-    return JsonResponse({"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503)
+
+
+@require_GET
+def health(request):
+    return _answer(_dependencies())
+
+
+@require_GET
+def ready(request):
+    return _answer({**_dependencies(), "scoring": _timed(_scoring)})

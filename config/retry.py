@@ -10,11 +10,16 @@ import logging
 import random
 import time
 
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_MYSQL_CODES = {1205, 1213}
+# The server or the connection, not the data: too many connections, shutdown in progress, lock wait
+# timeout, deadlock, connection killed, can't connect, gone away, lost during query, lost (read),
+# disconnected for inactivity. mysqlclient raises most *data* problems (1366 incorrect string
+# value, 1292, 4025 CHECK constraint) as OperationalError too, so the code decides, not the class.
+TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -22,6 +27,28 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     code = exc.args[0] if exc.args else None
     return code in RETRYABLE_MYSQL_CODES or "database is locked" in str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the database or the connection, not of the rows at hand: the unit of work
+    must be retried as a whole later (a Celery retry, the sweep), never blamed on one of its rows.
+
+    InterfaceError (the connection is closed); a MySQL/MariaDB OperationalError with a server or
+    connection code; SQLite's "database is locked"; any PostgreSQL OperationalError (psycopg raises
+    data problems as DataError/IntegrityError, and OperationalError for connection loss, deadlock,
+    serialization failure, lock timeout, shutdown).
+    """
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    code = exc.args[0] if exc.args else None
+    if isinstance(code, int):
+        return code in TRANSIENT_MYSQL_CODES
+    if "database is locked" in str(exc) or "database table is locked" in str(exc):
+        return True
+    cause = type(exc.__cause__)
+    return not (cause.__module__ == "sqlite3" or cause.__module__.startswith("_sqlite3"))
 
 
 class _Attempt:

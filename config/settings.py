@@ -228,8 +228,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # and the periodic sweep re-enqueues it.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+# The sweep is cheap (one indexed query; wake-ups only for partitions with old pending events), so
+# frequent: scoring resumes within seconds of any fault ending, whatever happened to the wake-ups.
+TARGETGRID_SWEEP_SECONDS = env_int("TARGETGRID_SWEEP_SECONDS", 5)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": 30.0},
+    "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": float(TARGETGRID_SWEEP_SECONDS)},
     "resume-stalled-imports": {"task": "events.imports_resume_stalled", "schedule": 60.0},
 }
 
@@ -257,7 +260,15 @@ TARGETGRID_DRAIN_SECONDS = env_int("TARGETGRID_DRAIN_SECONDS", 20)
 TARGETGRID_DRAIN_COMBINE_BELOW = env_int("TARGETGRID_DRAIN_COMBINE_BELOW", 100)
 # Batch window: a drain starts at most this long after the first event that woke it (0: at once).
 TARGETGRID_DRAIN_WINDOW_MS = env_int("TARGETGRID_DRAIN_WINDOW_MS", 20)
+# A drain's lease on its partitions, renewed every third of it while the drain works: a killed
+# worker's partitions are drained by another worker after at most this long (correctness never
+# depends on it: scoring locks the lead rows).
+TARGETGRID_DRAIN_LEASE_SECONDS = env_int("TARGETGRID_DRAIN_LEASE_SECONDS", 10)
+# The sweep (Celery beat, every TARGETGRID_SWEEP_SECONDS) wakes partitions whose oldest pending
+# event is older than this; the embedded worker re-sends such events every 30 s.
 TARGETGRID_SWEEP_AFTER_SECONDS = env_int("TARGETGRID_SWEEP_AFTER_SECONDS", 10)
+# GET /health/ready answers 503 when the oldest pending event is older than this (scoring stalled).
+TARGETGRID_READY_MAX_PENDING_SECONDS = env_int("TARGETGRID_READY_MAX_PENDING_SECONDS", 60)
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
 # At most one leaderboard.updated per this many seconds (plus a trailing one); 0 = every batch.
 TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from .errors import api_not_found
-from .health import health
+from .health import health, ready
 
 api_patterns = [
     path("", include("leads.urls")),
@@ -15,6 +15,8 @@ api_patterns = [
 urlpatterns = [
     path("health", health, name="health"),
     path("health/", health),
+    path("health/ready", ready, name="health-ready"),
+    path("health/ready/", ready),
     path("api/", include(api_patterns)),
     path("webhooks/", include("events.urls_webhooks")),
     path("v1/", include("events.urls_segment")),

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from scoring.models import validate_event_type
-from scoring.services import events_requeue
+from scoring.services import events_requeue, events_retry
 
 from .models import (ApiKey, Event, EventStatus, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource,
                      WebhookSource)
@@ -38,7 +38,7 @@ class EventAdmin(admin.ModelAdmin):
         "source",
         "error",
     ]
-    actions = ["requeue_selected"]
+    actions = ["requeue_selected", "retry_failed"]
 
     def has_add_permission(self, request):
         return False
@@ -62,6 +62,18 @@ class EventAdmin(admin.ModelAdmin):
         if skipped:
             text += f" {skipped} already scored (or skipped/failed) were left alone."
         self.message_user(request, text, messages.SUCCESS if sent else messages.WARNING)
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Retry selected failed events", permissions=["retry"])
+    def retry_failed(self, request, queryset):
+        ids = list(queryset.values_list("id", flat=True))
+        retried = events_retry(event_ids=ids)
+        text = f"Sent {retried} failed event{'s' if retried != 1 else ''} back to scoring."
+        if len(ids) > retried:
+            text += f" {len(ids) - retried} not failed were left alone."
+        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
 
 
 @admin.register(ApiKey)

@@ -7,8 +7,10 @@ from rest_framework.views import APIView
 from config.errors import error_response
 from config.pagination import paginate
 from leads.models import Lead
+from scoring.services import events_retry
 
-from .selectors import events_for_lead
+from .models import EventStatus
+from .selectors import event_by_reference, events_for_lead
 from .ratelimit import RateLimitedMixin
 from .serializers import EventOutputSerializer, ingest_results_body
 from .services import ACCEPTED, DUPLICATE, event_ingest
@@ -73,3 +75,25 @@ class LeadEventsApi(APIView):
     def get(self, request, lead_id):
         get_object_or_404(Lead.objects.only("id"), pk=lead_id)
         return paginate(request, self, events_for_lead(lead_id=lead_id), EventOutputSerializer)
+
+
+class EventRetryApi(APIView):
+    """POST /api/events/<id or event_id>/retry: send a failed event back to scoring.
+
+    200 with the event (pending again, or already re-scored), 404 if there is no such event, 409 if
+    it is not failed (only failed events are retried; scoring a processed event twice is refused).
+    """
+
+    def post(self, request, reference):
+        event = event_by_reference(reference=reference)
+        if event is None:
+            return error_response(f"No event {reference!r}.", status_code=status.HTTP_404_NOT_FOUND)
+        if event.status != EventStatus.FAILED or not events_retry(event_ids=[event.pk]):
+            event.refresh_from_db(fields=["status"])
+            return error_response(
+                f"Only a failed event can be retried; this one is {event.status}.",
+                status_code=status.HTTP_409_CONFLICT,
+                errors={"status": [f"is {event.status}, not failed"]},
+            )
+        event.refresh_from_db()
+        return Response({"status": "retried", "event": EventOutputSerializer(event).data})

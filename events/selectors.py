@@ -1,5 +1,6 @@
 """Reads for event APIs and pages."""
 
+import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -12,6 +13,16 @@ from .models import Event, EventStatus
 
 def events_for_lead(*, lead_id) -> QuerySet[Event]:
     return Event.objects.filter(lead_id=lead_id).order_by("-timestamp", "-event_id")
+
+
+def event_by_reference(*, reference: str) -> Event | None:
+    """The event with this id (the UUID the API shows) or, failing that, this client ``event_id``."""
+    try:
+        pk = uuid.UUID(reference)
+    except ValueError:
+        pk = None
+    event = Event.objects.filter(pk=pk).first() if pk is not None else None
+    return event or Event.objects.filter(event_id=reference).first()
 
 
 def event_kpis(*, now: datetime) -> dict:

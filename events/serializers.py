@@ -38,6 +38,7 @@ class EventOutputSerializer(serializers.Serializer):
     late = serializers.BooleanField(read_only=True)
     metadata = serializers.JSONField(read_only=True)
     source = serializers.CharField(read_only=True)
+    error = serializers.CharField(read_only=True)  # why a failed event failed (skipped: why it was dropped)
 
     def to_representation(self, event):
         return {
@@ -55,6 +56,7 @@ class EventOutputSerializer(serializers.Serializer):
             "late": event.late,
             "metadata": event.metadata,
             "source": event.source,
+            "error": event.error,
         }
 
 

