@@ -3,6 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from .errors import api_not_found
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"
 from .health import health
 
 api_patterns = [

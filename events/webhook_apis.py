@@ -18,6 +18,7 @@ from .http import BodyError, json_error, parse_json, read_body
 from .ratelimit import check_or_429, client_ip_key
 from .serializers import ingest_results_body
 from .services import event_ingest
+from .validation import text_problem
 from .webhooks import WebhookRejected, webhook_authenticate
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class WebhookEventsView(View):
 
     def post(self, request):
         source_name = request.GET.get("source") or None
+        if source_name and text_problem(source_name):
+            return json_error("The source parameter is not a valid name.", status=400,
+                              errors={"source": [text_problem(source_name)]})
         try:
             body = read_body(request, limit=settings.TARGETGRID_MAX_BODY_BYTES)
         except BodyError as exc:
