@@ -24,6 +24,14 @@ from .webhooks import WebhookRejected, webhook_authenticate
 logger = logging.getLogger(__name__)
 
 
+def _rejected_field(reason: str) -> str:
+    """The header (or parameter) a rejection is about, so the answer names it."""
+    for name in ("webhook-timestamp", "webhook-signature", "webhook-id", "source"):
+        if name in reason or (name == "webhook-signature" and "signature" in reason):
+            return name
+    return "authorization"
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class WebhookEventsView(View):
     http_method_names = ["post", "options"]
@@ -48,7 +56,8 @@ class WebhookEventsView(View):
                 limited = check_or_429(request, group="webhook", key=None, rate_setting="", what="")
                 if limited:
                     return limited
-            return json_error(f"Webhook rejected: {exc.reason}.", status=exc.status)
+            return json_error(f"Webhook rejected: {exc.reason}.", status=exc.status,
+                              errors={_rejected_field(exc.reason): [exc.reason]})
 
         limited = check_or_429(request, group="webhook", key=f"webhook-source:{source.pk}",
                                rate_setting="TARGETGRID_RATE_WEBHOOK", what="webhook source")
