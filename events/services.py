@@ -223,8 +223,10 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email
             result.status = REJECTED
             result.errors = {name: [f"the database refused this event: {reason}"]}
         elif stored_pk is None and row["lead_id"] in existing:
+            # MariaDB's INSERT IGNORE skips a row that fails a CHECK constraint instead of raising:
+            # the only one on events is the JSON check of metadata.
             result.status = REJECTED
-            result.errors = {"event": ["the database did not store this event (it ignored the row)"]}
+            result.errors = {"metadata": ["the database refused to store this event's metadata"]}
         elif stored_pk is None:
             # The lead vanished between validation and insert (deleted concurrently).
             result.status = REJECTED

@@ -456,3 +456,42 @@ def test_webhook_timestamps_and_source_names_that_cannot_be_handled_are_4xx(sour
     response = Client().post("/webhooks/events?source=%00%ED%A0%80", data=body, content_type="application/json",
                              **signed_headers(source.secret, body))
     assert 400 <= response.status_code < 500
+
+
+@pytest.fixture
+def no_metadata_checks(monkeypatch):
+    """Validation lets any metadata through, so the real database gets to refuse it (MariaDB's and
+    SQLite's JSON checks, the drivers' encoders): the isolation is tested against the real thing."""
+    import events.validation
+
+    monkeypatch.setattr(events.validation, "metadata_problem", lambda metadata: None)
+
+
+def test_rows_the_real_database_refuses_are_rejected_alone(api, no_metadata_checks, django_capture_on_commit_callbacks):
+    items = [event_payload("real-ok-1"), event_payload("real-nan", metadata={"x": float("nan")}),
+             event_payload("real-ok-2"), event_payload("real-sur", metadata={"x": "\ud800"}), event_payload("real-ok-3")]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_raw(api, "/api/events/batch", json.dumps(items))
+    assert response.status_code == 202, response.content
+    results = {r["event_id"]: r for r in response.json()["results"]}
+    assert [results[f"real-ok-{i}"]["status"] for i in (1, 2, 3)] == ["accepted"] * 3
+    assert results["real-nan"]["status"] == "rejected" and results["real-nan"]["errors"]  # MariaDB and SQLite
+    # an escaped lone surrogate: SQLite's json_valid takes it, MariaDB's refuses it
+    assert results["real-sur"]["status"] == "accepted" or results["real-sur"]["errors"]
+    stored = set(Event.objects.values_list("event_id", flat=True))
+    assert stored - {"real-sur"} == {"real-ok-1", "real-ok-2", "real-ok-3"}
+    assert set(Event.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_an_import_row_the_real_database_refuses_is_reported_alone(api, no_metadata_checks, settings,
+                                                                  django_capture_on_commit_callbacks):
+    settings.TARGETGRID_IMPORT_CHUNK = 50
+    rows = _rows(120, set(), {})
+    rows[70]["metadata"] = "@@NAN@@"
+    content = ("\n".join(json.dumps(r) for r in rows).replace('"@@NAN@@"', '{"x": NaN}') + "\n").encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(api, content, "real.ndjson")
+    job = ImportJob.objects.get(pk=response.json()["import_id"])
+    assert job.status == "completed", job.error
+    assert (job.accepted, job.rejected) == (119, 1)
+    assert [int(r["row"]) for r in errors_csv(api, job.pk)] == [71]
