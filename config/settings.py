@@ -196,6 +196,9 @@ if REDIS_URL:
             "BACKEND": "config.cache.ReusedClientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tg",
+            # A Redis that does not answer fails a cache call in seconds (the rate limiter then
+            # fails open) instead of holding the request for the OS's connect timeout.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
     CHANNEL_LAYERS = {
