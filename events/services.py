@@ -253,17 +253,19 @@ _EVENT_COLUMNS = ("metadata", "event_id", "event_type", "timestamp", "lead_id", 
 def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]) -> int:
     """INSERT IGNORE ``rows``; if the database refuses the statement, halve it until the refused
     rows stand alone and record them in ``refused`` (event_id -> (field, reason)). Returns how many
-    rows were inserted. Inside a transaction each try runs in a savepoint (PostgreSQL aborts the
-    transaction on an error); in autocommit a statement is atomic on its own."""
+    rows were inserted. A refused statement is rolled back alone by MySQL/MariaDB and SQLite (the
+    transaction goes on); PostgreSQL aborts the whole transaction, so there each try inside a
+    transaction runs in a savepoint."""
     try:
-        if connection.in_atomic_block:
+        if connection.in_atomic_block and connection.vendor not in ("mysql", "sqlite"):
             with transaction.atomic():
                 return dicts_insert(Event, rows, ignore_conflicts=True)
         return dicts_insert(Event, rows, ignore_conflicts=True)
     except ROW_REFUSED as exc:
         if len(rows) == 1:
             reason = printable(str(exc))[:500] or type(exc).__name__
-            name = next((column for column in _EVENT_COLUMNS if column in reason), "event")
+            name = "lead_id" if "foreign key" in reason.lower() else next(
+                (column for column in _EVENT_COLUMNS if column in reason), "event")
             logger.warning("event %s refused by the database: %s", printable(rows[0]["event_id"]), reason)
             refused[rows[0]["event_id"]] = (name, reason)
             return 0
