@@ -41,7 +41,8 @@ def api_exception_handler(exc, context):
         response.status_code = status.HTTP_400_BAD_REQUEST
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
-        name = next((name for cls, name in _EXCEPTION_FIELDS.items() if isinstance(exc, cls)), None)
+        name = getattr(exc, "field", None) or next(
+            (name for cls, name in _EXCEPTION_FIELDS.items() if isinstance(exc, cls)), None)
         if name:
             response.data["errors"] = {name: [response.data["detail"]]}
     return response

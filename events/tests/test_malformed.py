@@ -498,3 +498,10 @@ def test_an_import_row_the_real_database_refuses_is_reported_alone(api, no_metad
     assert job.status == "completed", job.error
     assert (job.accepted, job.rejected) == (119, 1)
     assert [int(r["row"]) for r in errors_csv(api, job.pk)] == [71]
+
+
+def test_an_oversized_upload_is_413_naming_file(api, settings):
+    settings.TARGETGRID_UPLOAD_MAX_BYTES = 100
+    response = upload(api, b"event_id,event_type,timestamp,email\n" + b"x,PAGE_VIEW,2026-01-01T00:00:00Z,a@b.co\n" * 10,
+                      "big.csv")
+    assert_4xx_naming(response, "file", status=413)
