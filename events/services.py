@@ -250,7 +250,7 @@ ROW_REFUSED = (DataError, IntegrityError, ValueError)  # ValueError: also the dr
 _EVENT_COLUMNS = ("metadata", "event_id", "event_type", "timestamp", "lead_id", "source")
 
 
-def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]) -> int:
+def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]) -> int | None:
     """INSERT IGNORE ``rows``; if the database refuses the statement, halve it until the refused
     rows stand alone and record them in ``refused`` (event_id -> (field, reason)). Returns how many
     rows were inserted. A refused statement is rolled back alone by MySQL/MariaDB and SQLite (the
@@ -272,7 +272,9 @@ def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]
         middle = len(rows) // 2
         # (a statement that was split into several may have stored some rows before the failure:
         # inserting them again is ignored as a conflict, and the caller reads back what is stored)
-        return _rows_insert_isolating(rows[:middle], refused) + _rows_insert_isolating(rows[middle:], refused)
+        # (None: a backend that does not count; 0 makes the caller read back what is stored)
+        return (_rows_insert_isolating(rows[:middle], refused) or 0) + (
+            _rows_insert_isolating(rows[middle:], refused) or 0)
 
 
 def api_key_create(*, name: str) -> tuple[ApiKey, str]:
