@@ -110,6 +110,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Under /api/, /webhooks/, /v1/: 413 JSON for oversized bodies, JSON 5xx (503 + Retry-After when
+    # the database is unreachable) for any error a view did not answer itself.
+    "config.middleware.ApiErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -193,6 +196,9 @@ if REDIS_URL:
             "BACKEND": "config.cache.ReusedClientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tg",
+            # A Redis that does not answer fails a cache call in seconds (the rate limiter then
+            # fails open) instead of holding the request for the OS's connect timeout.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
     CHANNEL_LAYERS = {
@@ -301,8 +307,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["events.authentication.IsApiKeyOrStaff"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Bounded JSON (depth, UTF-8; 400 naming "body"), rendered even when echoing bad client text.
+    "DEFAULT_RENDERER_CLASSES": ["events.http.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["events.http.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",

@@ -5,6 +5,11 @@ from django.urls import include, path, re_path
 from .errors import api_not_found
 from .health import health, ready
 
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"
+
 api_patterns = [
     path("", include("leads.urls")),
     path("", include("events.urls")),

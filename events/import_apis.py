@@ -23,6 +23,7 @@ from .ratelimit import RateLimitedMixin
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
+    field = "file"  # named in the answer's errors (config.errors)
 
 
 class EventUploadApi(RateLimitedMixin, APIView):

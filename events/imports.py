@@ -27,8 +27,10 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from .http import MAX_JSON_DEPTH, json_depth_exceeds, json_loads
 from .models import ImportFormat, ImportJob, ImportRowError, ImportStatus
 from .services import ACCEPTED, DUPLICATE, REJECTED, event_ingest
+from .validation import printable
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +104,21 @@ def import_format_detect(*, head: bytes, name: str = "", content_type: str = "",
         raise ImportFileError(f"the file claims to be {claimed} but its content looks like {looks}; "
                               f"fix the file or send format={sniffed}")
     fmt = claimed or sniffed
+    if fmt in (ImportFormat.CSV, ImportFormat.NDJSON) and _cr_only(head):
+        raise ImportFileError("the file ends its lines with a bare CR (classic Mac line endings); "
+                              "save it with LF or CRLF line endings")
     if fmt == ImportFormat.CSV:
         csv_header_parse(head.lstrip(codecs.BOM_UTF8).decode("utf-8", "replace").splitlines()[0])
     return fmt
+
+
+def _cr_only(head: bytes) -> bool:
+    """True if the first line break of the sample is a CR not followed by LF."""
+    cr = head.find(b"\r")
+    if cr == -1:
+        return False
+    lf = head.find(b"\n")
+    return (lf == -1 or cr < lf) and head[cr + 1:cr + 2] != b"\n" and cr + 1 < len(head)
 
 
 def csv_header_parse(line: str) -> list[str]:
@@ -205,9 +219,11 @@ def rows_csv(f, *, offset: int, position: int, header: list[str]) -> Iterator[Ro
             row.event_id = item.get("event_id", "")[:255]
             if "metadata" in item:
                 try:
-                    item["metadata"] = json.loads(item["metadata"])
+                    item["metadata"] = json_loads(item["metadata"], what="metadata")
                 except json.JSONDecodeError as exc:
                     row.errors = {"metadata": [f"not valid JSON: {exc.msg} at column {exc.colno}"]}
+                except ValueError as exc:  # nested too deeply, an integer too long
+                    row.errors = {"metadata": [f"cannot be parsed: {exc}"]}
             if not row.errors:
                 row.item = item
         yield row
@@ -227,9 +243,11 @@ def rows_ndjson(f, *, offset: int, position: int) -> Iterator[Row]:
             lines.problem = ""
         else:
             try:
-                value = json.loads(text)
+                value = json_loads(text, what="the line")
             except json.JSONDecodeError as exc:
                 row.errors = {"row": [f"not valid JSON: {exc.msg} at column {exc.colno}"]}
+            except ValueError as exc:  # nested too deeply, an integer too long
+                row.errors = {"row": [f"cannot be parsed: {exc}"]}
             else:
                 _set_item(row, value)
         yield row
@@ -312,21 +330,58 @@ def rows_json(f, *, offset: int, position: int) -> Iterator[Row]:
             continue
         if not char:
             raise ImportFileError("the JSON array is not closed (the file ends inside it)")
+        problem = ""
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
+                if json_depth_exceeds(buf[pos:end]):
+                    problem = f"the element is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
                 break
             except json.JSONDecodeError as exc:
                 if len(buf) - pos > MAX_JSON_ITEM_CHARS or not fill():
                     raise ImportFileError(
                         f"invalid JSON in array element {count + 1} (byte {consumed}): {exc.msg}"
                     ) from None
+            except (RecursionError, ValueError) as exc:  # too deep for the parser, an integer too long
+                end = _value_end(buf, pos)
+                if end is None:  # the element goes on past the buffer
+                    if len(buf) - pos > MAX_JSON_ITEM_CHARS or not fill():
+                        raise ImportFileError(f"array element {count + 1} (byte {consumed}) cannot be parsed") from None
+                    continue
+                problem = ("the element is nested too deeply to parse" if isinstance(exc, RecursionError)
+                           else f"the element cannot be parsed: {exc}")
+                break
         advance(end)
         count += 1
         row = Row(number=count, position=count, end_offset=consumed)
-        _set_item(row, value)
+        if problem:
+            row.errors = {"row": [problem]}
+        else:
+            _set_item(row, value)
         yield row
         state = "after"
+
+
+_VALUE_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|,')
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the JSON value starting at ``pos`` ends (found by its brackets, without parsing it), or
+    None if it goes on past ``buf``: to skip an array element the parser cannot take."""
+    depth = 0
+    for match in _VALUE_TOKENS.finditer(buf, pos):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            if depth == 0:
+                return match.start()  # a scalar, ended by the array's "]"
+            depth -= 1
+            if depth == 0:
+                return match.end()
+        elif token == "," and depth == 0:
+            return match.start()
+    return None
 
 
 def rows_iter(job: ImportJob, f) -> Iterator[Row]:
@@ -423,8 +478,8 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     try:
         with open(job.file_path, "rb") as f:
             for rows in _batched(rows_iter(job, f), chunk_size):
-                committed = _chunk_commit(job_id=job.pk, expected_offset=job.resume_offset, rows=rows,
-                                          progress=progress)
+                committed = _chunk_commit_isolating(job_id=job.pk, expected_offset=job.resume_offset, rows=rows,
+                                                    progress=progress)
                 if committed is None:
                     logger.info("import %s: another runner advanced it; this one stops", job.pk)
                     return ImportJob.objects.get(pk=job.pk)
@@ -442,12 +497,40 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     return _finish(job.pk, status=ImportStatus.COMPLETED, error="", progress=progress)
 
 
-def _chunk_commit(*, job_id: int, expected_offset: int, rows: list[Row], progress: _Progress) -> ImportJob | None:
+def _chunk_commit_isolating(*, job_id: int, expected_offset: int, rows: list[Row],
+                            progress: _Progress) -> ImportJob | None:
+    """:func:`_chunk_commit`; if the chunk fails for anything but a transient database error, split
+    it until the failing rows stand alone, and record each as a row error with the reason: one row
+    never fails its chunk or the job."""
+    try:
+        return _chunk_commit(job_id=job_id, expected_offset=expected_offset, rows=rows, progress=progress)
+    except OperationalError:
+        raise  # transient (lock wait, connection): the task retries and resumes at the committed offset
+    except Exception as exc:
+        if len(rows) == 1:
+            logger.warning("import %s: row %s could not be stored", job_id, rows[0].number, exc_info=True)
+            reason = f"could not be stored: {type(exc).__name__}: {printable(str(exc))}"
+            return _chunk_commit(job_id=job_id, expected_offset=expected_offset, rows=rows, progress=progress,
+                                 refused=reason)
+        middle = len(rows) // 2
+        job = _chunk_commit_isolating(job_id=job_id, expected_offset=expected_offset, rows=rows[:middle],
+                                      progress=progress)
+        if job is None:
+            return None
+        return _chunk_commit_isolating(job_id=job_id, expected_offset=job.resume_offset, rows=rows[middle:],
+                                       progress=progress)
+
+
+def _chunk_commit(*, job_id: int, expected_offset: int, rows: list[Row], progress: _Progress,
+                  refused: str = "") -> ImportJob | None:
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
         if job.status != ImportStatus.RUNNING or job.resume_offset != expected_offset:
             return None
-        with_items = [row for row in rows if row.item is not None]
+        if refused:  # a row that failed on its own (see _chunk_commit_isolating): reported, not stored
+            for row in rows:
+                row.errors = row.errors or {"row": [refused]}
+        with_items = [row for row in rows if row.item is not None and not row.errors]
         result = event_ingest(items=[row.item for row in with_items], source=job.source)
         errors: list[ImportRowError] = []
         for row in rows:
@@ -476,8 +559,8 @@ def _chunk_commit(*, job_id: int, expected_offset: int, rows: list[Row], progres
 
 def _row_errors(job: ImportJob, row: Row, errors: dict) -> list[ImportRowError]:
     return [
-        ImportRowError(job=job, row=row.number, event_id=(row.event_id or "")[:255], field=name[:100],
-                       message=str(message)[:MESSAGE_MAX])
+        ImportRowError(job=job, row=row.number, event_id=printable(row.event_id or "")[:255], field=name[:100],
+                       message=printable(str(message))[:MESSAGE_MAX])
         for name, messages in errors.items()
         for message in messages
     ]

@@ -4,9 +4,16 @@ Keys: the API key, webhook source or Segment write key that authenticated the re
 IP for requests that did not authenticate. Rates come from settings (``TARGETGRID_RATE_*``), read
 per request so they can be changed in tests and by configuration. Over the limit: 429 with
 ``Retry-After`` (seconds until the window resets) and nothing stored.
+
+The counters live in the cache (Redis in production). When the cache cannot be reached the limiter
+fails open: the request goes on (its events are stored; they are the source of truth) and a warning
+is logged at most once per ``OUTAGE_LOG_SECONDS`` per process.
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -14,9 +21,30 @@ from django_ratelimit.core import get_usage
 from rest_framework.exceptions import Throttled
 
 
+logger = logging.getLogger(__name__)
+
+OUTAGE_LOG_SECONDS = 60
+_last_outage_log = 0.0
+
+
+def _cache_unavailable(exc: Exception) -> None:
+    global _last_outage_log
+    now = time.monotonic()
+    if now - _last_outage_log >= OUTAGE_LOG_SECONDS:
+        _last_outage_log = now
+        logger.warning("rate limiting is off: the cache is unreachable (%s: %s); requests are let through "
+                       "(logged at most once per %d s)", type(exc).__name__, exc, OUTAGE_LOG_SECONDS)
+
+
 def retry_after(request, *, group: str, key: str, rate: str) -> int | None:
-    """Count this request; the seconds to wait if it is over ``rate``, else None."""
-    usage = get_usage(request, group=f"targetgrid.{group}", key=lambda _group, _request: key, rate=rate, increment=True)
+    """Count this request; the seconds to wait if it is over ``rate``, else None (also when the
+    cache is down: fail open)."""
+    try:
+        usage = get_usage(request, group=f"targetgrid.{group}", key=lambda _group, _request: key, rate=rate,
+                          increment=True)
+    except Exception as exc:  # redis.ConnectionError/TimeoutError, OSError, ...: never fail ingest on it
+        _cache_unavailable(exc)
+        return None
     if usage is None or not usage["should_limit"]:
         return None
     return max(1, int(usage["time_left"]))

@@ -48,7 +48,8 @@ from scoring.services import lead_events_reattribute
 
 from .models import SegmentEventMapping, SegmentIdentity, SegmentSource
 from .services import ACCEPTED, DUPLICATE, REJECTED, event_ingest
-from .validation import normalize_email, parse_timestamp
+from .http import MAX_JSON_DEPTH
+from .validation import json_value_problem, normalize_email, parse_timestamp, short_repr, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ def write_key_from(*, authorization: str, body) -> str | None:
 def segment_authenticate(*, write_key: str | None) -> SegmentSource:
     if not write_key:
         raise SegmentAuthError("missing write key: send it as the HTTP Basic username or as writeKey in the body")
+    if text_problem(write_key):
+        raise SegmentAuthError("unknown write key")
     source = SegmentSource.objects.filter(write_key_hash=SegmentSource.hash_key(write_key)).first()
     if source is None:
         raise SegmentAuthError("unknown write key")
@@ -167,7 +170,10 @@ def event_time(msg: dict, *, received_at: datetime, batch_sent_at=None) -> tuple
     if errors:
         return None, errors
     if original is not None and sent_at is not None:
-        return received_at - (sent_at - original), {}
+        try:
+            return received_at - (sent_at - original), {}
+        except OverflowError:
+            return None, {"timestamp": ["the clock-skew correction receivedAt - (sentAt - timestamp) is out of range"]}
     return original or received_at, {}
 
 
@@ -382,11 +388,15 @@ def segment_messages_ingest(
         if not isinstance(msg, dict):
             result.status, result.errors = REJECTED, {"message": ["each message must be a JSON object"]}
             continue
-        if kind not in KNOWN_TYPES:
+        if not isinstance(kind, str) or kind not in KNOWN_TYPES:
             result.status = REJECTED
-            result.errors = {"type": [f"must be one of {', '.join(sorted(KNOWN_TYPES))}; got {kind!r}"]}
+            result.errors = {"type": [f"must be one of {', '.join(sorted(KNOWN_TYPES))}; got {short_repr(kind)}"]}
             continue
-        size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
+        problem = _message_problem(msg)
+        if problem:
+            result.status, result.errors = REJECTED, problem
+            continue
+        size = len(json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=str).encode())
         if size > MESSAGE_MAX_BYTES:
             result.status = REJECTED
             result.errors = {"message": [f"{size} bytes; a message is at most {MESSAGE_MAX_BYTES // 1024} KB"]}
@@ -399,6 +409,23 @@ def segment_messages_ingest(
                        mappings=mappings, pending=pending)
     flush()
     return results
+
+
+def _message_problem(msg: dict) -> dict[str, list[str]] | None:
+    """Errors for a message holding what no database stores (NaN/Infinity, a lone surrogate, NUL),
+    keyed by the path of the first such value; None for a clean message (one ``json.dumps``)."""
+    try:
+        text = json.dumps(msg, ensure_ascii=False, allow_nan=False, default=str)
+        text.encode("utf-8")
+        if "\\u0000" not in text:
+            return None
+    except ValueError:  # (UnicodeEncodeError is one)
+        pass
+    found = json_value_problem(msg, name="message", max_depth=MAX_JSON_DEPTH)
+    if found is None:
+        return None
+    path, reason = found
+    return {path.removeprefix("message.") or "message": [reason]}
 
 
 def _identity_message(kind: str, msg: dict, result: MessageResult) -> None:

@@ -49,7 +49,7 @@ class SegmentView(View):
         except SegmentAuthError as exc:
             logger.warning("segment request rejected (401): %s", exc)
             limited = check_or_429(request, group="segment", key=None, rate_setting="", what="")
-            return limited or json_error(f"Unauthorized: {exc}.", status=401)
+            return limited or json_error(f"Unauthorized: {exc}.", status=401, errors={"writeKey": [str(exc)]})
         limited = check_or_429(request, group="segment", key=f"segment-source:{source.pk}",
                                rate_setting="TARGETGRID_RATE_SEGMENT", what="write key")
         if limited:

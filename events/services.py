@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.bulk import dicts_insert
@@ -20,7 +20,7 @@ from scoring.partitions import partition_of
 from scoring.selectors import known_event_types
 
 from .models import ApiKey, Event, EventStatus
-from .validation import validate_event
+from .validation import printable, validate_event
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,9 @@ def event_ingest(
 
 
 def _raw_event_id(raw) -> str | None:
-    if isinstance(raw, dict) and isinstance(raw.get("event_id"), (str, int)):
-        return str(raw["event_id"])[:255]
+    if isinstance(raw, dict) and isinstance(raw.get("event_id"), (str, int)) and not isinstance(raw["event_id"], bool):
+        event_id = raw["event_id"]
+        return printable(event_id[:255] if isinstance(event_id, str) else str(event_id)[:255])
     return None
 
 
@@ -202,18 +203,31 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email
     # Insert in lead order: the foreign-key checks take shared locks on lead rows in the same
     # order the scoring workers lock them, which keeps deadlocks with them rare.
     rows.sort(key=lambda row: row["lead_id"])
-    inserted = dicts_insert(Event, rows, ignore_conflicts=True)
+    refused: dict[str, tuple[str, str]] = {}
+    inserted = _rows_insert_isolating(rows, refused)
     if inserted == len(rows):  # nothing skipped: every row is ours
         stored = {row["event_id"]: row["id"] for row in rows}
-    else:  # stored before or by a concurrent request, or the lead was deleted meanwhile
+    else:  # stored before or by a concurrent request, refused, or the lead was deleted meanwhile
         stored = dict(Event.objects.filter(event_id__in=[row["event_id"] for row in rows]).values_list("event_id", "id"))
+    missing_leads = {row["lead_id"] for row in rows if row["event_id"] not in stored and row["event_id"] not in refused}
+    # a row skipped without an error: its lead is gone, or the database ignored the row
+    existing = leads_resolve(lead_ids=missing_leads)[0] if missing_leads else set()
     accepted = []
     partitions = set()
     by_event_id = {row["event_id"]: row for row in rows}
     for result, parsed in to_write:
         stored_pk = stored.get(parsed.event_id)
         row = by_event_id[parsed.event_id]
-        if stored_pk is None:
+        if parsed.event_id in refused:
+            name, reason = refused[parsed.event_id]
+            result.status = REJECTED
+            result.errors = {name: [f"the database refused this event: {reason}"]}
+        elif stored_pk is None and row["lead_id"] in existing:
+            # MariaDB's INSERT IGNORE skips a row that fails a CHECK constraint instead of raising:
+            # the only one on events is the JSON check of metadata.
+            result.status = REJECTED
+            result.errors = {"metadata": ["the database refused to store this event's metadata"]}
+        elif stored_pk is None:
             # The lead vanished between validation and insert (deleted concurrently).
             result.status = REJECTED
             result.errors = {"lead_id": ["the lead was deleted while the event was stored"]}
@@ -227,6 +241,40 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email
     if accepted:
         # After commit: at once when this ran in autocommit (the fast path above).
         events_enqueue(event_ids=accepted, partitions=partitions)
+
+
+# What a database (or its driver) raises for a row it will not store: never a reason to lose the
+# other rows of the statement. (OperationalError is not here: a lost connection or a deadlock is
+# about the transaction, not a row, and is retried or answered 503.)
+ROW_REFUSED = (DataError, IntegrityError, ValueError)  # ValueError: also the drivers' encoding errors
+_EVENT_COLUMNS = ("metadata", "event_id", "event_type", "timestamp", "lead_id", "source")
+
+
+def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]) -> int | None:
+    """INSERT IGNORE ``rows``; if the database refuses the statement, halve it until the refused
+    rows stand alone and record them in ``refused`` (event_id -> (field, reason)). Returns how many
+    rows were inserted. A refused statement is rolled back alone by MySQL/MariaDB and SQLite (the
+    transaction goes on); PostgreSQL aborts the whole transaction, so there each try inside a
+    transaction runs in a savepoint."""
+    try:
+        if connection.in_atomic_block and connection.vendor not in ("mysql", "sqlite"):
+            with transaction.atomic():
+                return dicts_insert(Event, rows, ignore_conflicts=True)
+        return dicts_insert(Event, rows, ignore_conflicts=True)
+    except ROW_REFUSED as exc:
+        if len(rows) == 1:
+            reason = printable(str(exc))[:500] or type(exc).__name__
+            name = "lead_id" if "foreign key" in reason.lower() else next(
+                (column for column in _EVENT_COLUMNS if column in reason), "event")
+            logger.warning("event %s refused by the database: %s", printable(rows[0]["event_id"]), reason)
+            refused[rows[0]["event_id"]] = (name, reason)
+            return 0
+        middle = len(rows) // 2
+        # (a statement that was split into several may have stored some rows before the failure:
+        # inserting them again is ignored as a conflict, and the caller reads back what is stored)
+        # (None: a backend that does not count; 0 makes the caller read back what is stored)
+        return (_rows_insert_isolating(rows[:middle], refused) or 0) + (
+            _rows_insert_isolating(rows[middle:], refused) or 0)
 
 
 def api_key_create(*, name: str) -> tuple[ApiKey, str]:

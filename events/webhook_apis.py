@@ -18,9 +18,18 @@ from .http import BodyError, json_error, parse_json, read_body
 from .ratelimit import check_or_429, client_ip_key
 from .serializers import ingest_results_body
 from .services import event_ingest
+from .validation import text_problem
 from .webhooks import WebhookRejected, webhook_authenticate
 
 logger = logging.getLogger(__name__)
+
+
+def _rejected_field(reason: str) -> str:
+    """The header (or parameter) a rejection is about, so the answer names it."""
+    for name in ("webhook-timestamp", "webhook-signature", "webhook-id", "source"):
+        if name in reason or (name == "webhook-signature" and "signature" in reason):
+            return name
+    return "authorization"
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -29,6 +38,9 @@ class WebhookEventsView(View):
 
     def post(self, request):
         source_name = request.GET.get("source") or None
+        if source_name and text_problem(source_name):
+            return json_error("The source parameter is not a valid name.", status=400,
+                              errors={"source": [text_problem(source_name)]})
         try:
             body = read_body(request, limit=settings.TARGETGRID_MAX_BODY_BYTES)
         except BodyError as exc:
@@ -44,7 +56,8 @@ class WebhookEventsView(View):
                 limited = check_or_429(request, group="webhook", key=None, rate_setting="", what="")
                 if limited:
                     return limited
-            return json_error(f"Webhook rejected: {exc.reason}.", status=exc.status)
+            return json_error(f"Webhook rejected: {exc.reason}.", status=exc.status,
+                              errors={_rejected_field(exc.reason): [exc.reason]})
 
         limited = check_or_429(request, group="webhook", key=f"webhook-source:{source.pk}",
                                rate_setting="TARGETGRID_RATE_WEBHOOK", what="webhook source")

@@ -77,9 +77,9 @@ def signatures_parse(header: str) -> list[bytes]:
 def timestamp_check(value: str, *, now: datetime, tolerance: int) -> None:
     try:
         sent = int(value.strip())
-    except (TypeError, ValueError):
+        skew = now.timestamp() - sent
+    except (TypeError, ValueError, OverflowError):
         raise WebhookRejected("webhook-timestamp must be Unix seconds") from None
-    skew = now.timestamp() - sent
     if skew > tolerance:
         raise WebhookRejected(f"webhook-timestamp is {int(skew)} s old (more than {tolerance} s): replay refused")
     if -skew > tolerance:
