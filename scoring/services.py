@@ -19,6 +19,7 @@ from django.db import connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import transport
 from config.bulk import dicts_insert, rows_update
 from config.retry import run_with_retries
 from events.models import Event, EventStatus
@@ -29,6 +30,7 @@ from . import engine
 from .models import ScoreChange
 from .partitions import partition_of
 from .selectors import rule_points_by_type
+from .wakeups import events_enqueue, events_send, partitions_wake
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +54,8 @@ def events_process(*, event_ids: Sequence, lead_ids: Sequence | None = None) -> 
         with attempt, transaction.atomic():
             result = _process_locked(ids, lead_ids)
             if result.changes:
-                changes = result.changes
-                transaction.on_commit(lambda: _broadcast(changes))
+                transport.notify_on_commit("score.changes", result.changes)
     return result
-
-
-def _broadcast(changes: list[dict]) -> None:
-    from realtime.broadcast import broadcast_score_changes
-
-    try:
-        broadcast_score_changes(changes)
-    except Exception:  # a broadcast failure must never undo or repeat committed scoring
-        logger.exception("broadcasting %d score changes failed", len(changes))
 
 
 def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, timestamp, reason: str, late=False) -> dict:
@@ -387,7 +379,6 @@ def events_drain_partition(*, partition: int) -> int:
     Bounded in time: after ``TARGETGRID_DRAIN_SECONDS`` the holder hands over to a fresh wake-up.
     """
     from . import partitions
-    from .dispatch import partitions_wake
 
     processed = 0
     limit = settings.TARGETGRID_DRAIN_CHUNK
@@ -443,11 +434,9 @@ def _pending(partitions: Sequence[int], limit: int) -> list[tuple]:
 
 def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int = 100_000) -> int:
     """The sweep: re-send events still pending after a while (a lost wake-up, a broker outage)."""
-    from .dispatch import events_send, partitions_wake
-
     age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
-    if settings.TARGETGRID_QUEUE == "celery":
+    if transport.has_broker():
         stale = set(
             Event.objects.filter(status=EventStatus.PENDING, received_at__lte=cutoff)
             .values_list("partition", flat=True)
@@ -471,8 +460,6 @@ def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int 
 def events_requeue(*, event_ids: Sequence) -> int:
     """Re-send the given events that are still pending (an operator's nudge from the admin); events
     already scored are left alone, and scoring them twice is harmless anyway. Returns how many."""
-    from .dispatch import events_send
-
     ids = list(
         Event.objects.filter(pk__in=list(event_ids), status=EventStatus.PENDING)
         .order_by("received_at")
@@ -506,7 +493,7 @@ def leads_rescore(*, lead_ids: Sequence, actor: str = "") -> int:
         with attempt, transaction.atomic():
             changes = _rescore_locked(lead_ids, actor=actor)
             if changes:
-                transaction.on_commit(lambda: _broadcast(changes))
+                transport.notify_on_commit("score.changes", changes)
     return len(changes)
 
 
@@ -650,10 +637,8 @@ def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
             if change is not None
         ]
         if pending:
-            from .dispatch import events_enqueue
-
             events_enqueue(event_ids=pending)
         if changes:
-            transaction.on_commit(lambda: _broadcast(changes))
+            transport.notify_on_commit("score.changes", changes)
     logger.info("re-attributed %d events from lead %s to lead %s", moved, source.id, target.id)
     return moved
