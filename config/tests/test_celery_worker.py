@@ -1,5 +1,6 @@
-"""Celery against real brokers: tasks are routed to their queue by kind, and a real worker process
-survives a Redis restart (a private redis-server started here, stopped and started again)."""
+"""Celery against real brokers: tasks are routed to their queue by kind; with the broker really down
+ingest still stores and acknowledges, and the sweep scores the rows once it is back; a real worker
+process survives a Redis restart (a private redis-server started here, stopped and started again)."""
 
 from __future__ import annotations
 
@@ -176,3 +177,63 @@ def test_a_worker_survives_a_redis_restart_and_scores_what_is_published_after_it
             worker.kill()
         if redis_server.proc and redis_server.proc.poll() is None:
             redis_server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path, settings, monkeypatch):
+    """A private redis-server as this process's broker and scoring-partition store (not the cache)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server to start a private Redis")
+    port = free_port()
+    server = PrivateRedis(port, tmp_path / "redis.log")
+    server.start()
+    url = f"redis://127.0.0.1:{port}/0"
+    settings.TARGETGRID_QUEUE = "celery"
+    settings.REDIS_URL = url  # scoring/partitions.py
+    celery_app.close()  # drop the producer pool bound to the previous broker
+    monkeypatch.setattr(celery_app.conf, "broker_url", url)
+    yield server
+    celery_app.close()
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def run_queued_tasks(queue: str) -> list[str]:
+    """Act as a worker of ``queue``: run every message waiting there by its task name."""
+    names = []
+    with celery_app.connection_for_read() as conn:
+        simple = conn.SimpleQueue(queue, no_ack=True)
+        try:
+            while True:
+                try:
+                    message = simple.get(timeout=1)
+                except simple.Empty:
+                    return names
+                args, kwargs, _ = message.decode()
+                names.append(message.headers["task"])
+                transport.task_spec(message.headers["task"]).func(*args, **kwargs)
+        finally:
+            simple.close()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_ingest_stores_the_event_and_the_sweep_scores_it_when_it_is_back(private_redis, api):
+    from leads.models import Lead
+    from scoring.services import events_requeue_pending
+
+    # Given the broker (a real Redis) stopped,
+    private_redis.stop()
+    # when an event is posted, then it is acknowledged and stored pending (nothing could be published),
+    response = api.post("/api/events", event_payload("broker-down"), format="json")
+    assert response.status_code == 202, response.content
+    assert Event.objects.get(event_id="broker-down").status == EventStatus.PENDING
+    # (a task published by name meanwhile is refused, logged, never raised into the caller),
+    assert transport.publish("scoring.drain_partition", 0) is False
+    # and once the broker is back, the sweep publishes the wake-up that gets it scored.
+    private_redis.start()
+    assert run_queued_tasks("scoring") == []  # nothing was published while it was down
+    assert events_requeue_pending(older_than_seconds=0) == 1  # one stale partition woken
+    assert run_queued_tasks("scoring") == ["scoring.drain_partition"]
+    assert Event.objects.get(event_id="broker-down").status == EventStatus.PROCESSED
+    assert Lead.objects.get(email="ann@example.com").current_score == 5

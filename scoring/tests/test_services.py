@@ -245,21 +245,6 @@ def test_sweep_scores_events_left_pending(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_celery_publish_failure_keeps_the_event_for_the_sweep(settings, monkeypatch, api):
-    from scoring import tasks
-
-    settings.TARGETGRID_QUEUE = "celery"
-
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.process_events, "apply_async", broker_down)
-    response = api.post("/api/events", event_payload("a"), format="json")
-    assert response.status_code == 202
-    assert Event.objects.get().status == EventStatus.PENDING
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_stale_lead_hint_scores_nothing_wrongly_and_leaves_the_event_pending(django_assert_num_queries):
     # given a stored, pending event of ann's lead, and bob's lead (as if the event had moved)
     with override_settings(TARGETGRID_QUEUE="embedded"):
