@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -91,6 +92,26 @@ class EmbeddedServer:
             self.proc.wait(timeout=30)
 
 
+def listen(server: EmbeddedServer, key: str, frames: list) -> threading.Event:
+    """An operator page's WebSocket on /ws/scores/ (score frames flow while the server scores)."""
+    from websockets.sync.client import connect
+
+    connected = threading.Event()
+
+    def run():
+        url = server.base.replace("http://", "ws://") + "/ws/scores/"
+        try:
+            with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None) as ws:
+                connected.set()
+                for frame in ws:
+                    frames.append(frame)
+        except Exception:  # the server went away: that is the point of the test
+            connected.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return connected
+
+
 @pytest.fixture
 def server(tmp_path):
     server = EmbeddedServer(tmp_path)
@@ -104,6 +125,8 @@ def test_sigterm_stops_the_embedded_server_while_it_scores_and_nothing_acknowled
     # Given the embedded server and a batch of 10,000 events for 1,000 leads, acknowledged (202),
     key = server.manage("create_api_key", "--name", "sigterm")
     server.start()
+    frames: list = []
+    assert listen(server, key, frames).wait(30)
     rng = random.Random(9)
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     events = [
@@ -120,7 +143,7 @@ def test_sigterm_stops_the_embedded_server_while_it_scores_and_nothing_acknowled
     acknowledged = [item["event_id"] for item in body["results"] if item["status"] == "accepted"]
     assert len(acknowledged) == 10_000
 
-    # when SIGTERM arrives while the embedded worker is scoring them,
+    # when SIGTERM arrives while the embedded worker is scoring them (and a page watches),
     deadline = time.monotonic() + 120
     while not server.query("SELECT COUNT(*) FROM events_event WHERE status != 'pending'")[0][0]:
         assert time.monotonic() < deadline and server.proc.poll() is None, server.log()
