@@ -190,10 +190,13 @@ def private_redis(tmp_path, settings, monkeypatch):
     url = f"redis://127.0.0.1:{port}/0"
     settings.TARGETGRID_QUEUE = "celery"
     settings.REDIS_URL = url  # scoring/partitions.py
-    celery_app.close()  # drop the producer pool bound to the previous broker
-    monkeypatch.setattr(celery_app.conf, "broker_url", url)
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # wins over every other source of conf.broker_url
+    # The app caches its connection and producer pools (bound to the suite's broker): new ones for
+    # this broker, the suite's back afterwards.
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+    assert celery_app.connection_for_write().port == port
     yield server
-    celery_app.close()
     if server.proc.poll() is None:
         server.stop()
 
