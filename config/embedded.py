@@ -6,7 +6,7 @@ thread, one task at a time (a burst of ``batch_limit`` tasks is merged into one 
 one transaction); a long-running task (a file import) gets a daemon thread of its own. It is also
 its own beat: each periodic task of ``CELERY_BEAT_SCHEDULE`` runs once at start-up (with the
 kwargs of ``TARGETGRID_EMBEDDED_STARTUP_KWARGS``: a previous process may have died mid-work) and
-then on its schedule.
+then on its schedule whenever nothing else is queued.
 
 Stopping: daphne's SIGTERM stops the event loop. Nothing here ever waits on that loop from a
 thread (results are handed back with ``call_soon_threadsafe``, broadcasts are scheduled onto it
@@ -94,7 +94,8 @@ class EmbeddedWorker:
 
     def _every(self, spec, seconds: float) -> None:
         def tick() -> None:
-            if not any(message[0] is spec for message in self._pending):
+            # Only when idle: a sweep queued behind a backlog would re-send the backlog's own ids.
+            if not self._pending:
                 self._put((spec, (), {}))
             self._every(spec, seconds)
 
