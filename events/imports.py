@@ -544,7 +544,7 @@ def import_upload_create(*, uploaded, fmt: str, source: str, created_by: str) ->
 
 
 def import_job_enqueue(*, job_id: int) -> None:
-    transaction.on_commit(lambda: import_job_send(job_id=job_id))
+    transport.publish_on_commit("events.import_file", job_id)
 
 
 def import_job_send(*, job_id: int) -> None:
