@@ -29,9 +29,9 @@ Two kinds of outside effect, two functions:
 
 What differs by carrier is only a *capability*, not a mode: :func:`has_broker` says whether
 several worker processes share the queue (scoring then coalesces its wake-ups per partition
-through Redis, scoring/wakeups.py), and a delayed publish (``countdown``) returns False where
-nothing can keep time (inline, or a process without the embedded worker) so the caller does the
-work now instead.
+through Redis, scoring/wakeups.py), and :func:`can_defer` whether a delayed publish
+(``countdown``) can be honoured here; where nothing keeps time (inline, or a process without the
+embedded worker) such a publish returns False and the caller does the work now instead.
 """
 
 from __future__ import annotations
@@ -104,6 +104,13 @@ def task_spec(name: str) -> TaskSpec:
 def has_broker() -> bool:
     """True when tasks go through a broker that several worker processes share (Celery)."""
     return settings.TARGETGRID_QUEUE == "celery"
+
+
+def can_defer() -> bool:
+    """True when a delayed publish (``countdown``) can be honoured here: a broker, or the embedded
+    worker running in this process. Otherwise the caller should do the work now."""
+    mode = settings.TARGETGRID_QUEUE
+    return mode == "celery" or (mode == "embedded" and embedded_worker.running)
 
 
 def publish(name: str, *args, countdown: float | None = None, **kwargs) -> bool:

@@ -139,7 +139,7 @@ _TRAILING_KEY = "realtime:leaderboard:trailing"
 def _leaderboard_due() -> bool:
     """True if the board should go out with this batch; otherwise a trailing send is scheduled."""
     interval = settings.TARGETGRID_LEADERBOARD_INTERVAL
-    if interval <= 0:
+    if interval <= 0 or not transport.can_defer():  # nothing could send a trailing board later
         return True
     if cache.add(_SENT_KEY, 1, interval):
         return True
