@@ -7,10 +7,15 @@ PORT ?= 8000
 WS_PORT ?= 8001
 WORKERS ?= 2
 CONCURRENCY ?= 2
+# Celery queues by kind (config/settings.py CELERY_TASK_ROUTES): `make worker` scores, `make
+# worker-imports` runs file imports, so two big imports never hold the slots scoring needs.
+QUEUES ?= scoring,realtime,celery
+IMPORT_QUEUES ?= imports
+IMPORT_CONCURRENCY ?= 1
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker beat bench bench-pages seed migrate clean
+.PHONY: run test install install-dev install-prod web worker worker-imports beat bench bench-pages seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +64,12 @@ web: install-prod
 	$(BIN)/gunicorn config.wsgi -b $(HOST):$(PORT) -w $(WORKERS) -k gthread --threads $(WEB_THREADS) --keep-alive 30 --access-logfile - ; \
 	kill %1 2>/dev/null || true
 
+## Run each under a supervisor in production (README "Operations"): a worker that exits is restarted.
 worker: install-prod
-	$(BIN)/celery -A config worker -l info -c $(CONCURRENCY)
+	$(BIN)/celery -A config worker -l info -c $(CONCURRENCY) -Q $(QUEUES)
+
+worker-imports: install-prod
+	$(BIN)/celery -A config worker -l info -c $(IMPORT_CONCURRENCY) -Q $(IMPORT_QUEUES) -n imports@%h
 
 beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule

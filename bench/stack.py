@@ -315,8 +315,9 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
                env, workdir)
     )
     for index in range(workers):
+        # the scoring workers of `make worker` (the benchmark runs no file import)
         args = [str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-P", pool,
-                *([] if pool == "solo" else ["-c", str(concurrency)]),
+                *([] if pool == "solo" else ["-c", str(concurrency)]), "-Q", "scoring,realtime,celery",
                 "-n", f"bench{index}@%h", "--without-gossip", "--without-mingle"]
         stack.procs.append(_spawn("worker", f"celery{index}", args, env, workdir))
     try:

@@ -8,11 +8,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from realtime.auth import WebsocketAuthMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
+from . import transport  # noqa: E402
 from .twisted_uploads import disable_twisted_multipart_parsing  # noqa: E402
 
 disable_twisted_multipart_parsing()
@@ -25,10 +25,8 @@ class EmbeddedWorkerStarter:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if settings.TARGETGRID_QUEUE == "embedded" and scope["type"] in ("http", "websocket"):
-            from scoring.embedded import worker
-
-            worker.ensure_started()
+        if scope["type"] in ("http", "websocket"):
+            transport.server_started()
         return await self.app(scope, receive, send)
 
 

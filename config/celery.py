@@ -1,3 +1,5 @@
+"""The Celery application (config/transport.py is the only module that publishes through it)."""
+
 import os
 
 from celery import Celery
@@ -10,7 +12,8 @@ app.autodiscover_tasks()
 
 # The options of every task that does work recorded in a database row: delivered at least once
 # (acked after it ran, re-queued if the worker dies), no result stored, and bounded retries with
-# back-off when the database chose it as a deadlock victim or went away for a moment.
+# back-off when the database chose it as a deadlock victim or went away for a moment
+# (config.transport.task(..., reliable=True) adds autoretry_for=OperationalError).
 RELIABLE_TASK = {
     "acks_late": True,
     "reject_on_worker_lost": True,
@@ -19,10 +22,3 @@ RELIABLE_TASK = {
     "retry_backoff_max": 60,
     "max_retries": 8,
 }
-
-
-def reliable_task(name: str):
-    from celery import shared_task
-    from django.db import OperationalError
-
-    return shared_task(name=name, autoretry_for=(OperationalError,), **RELIABLE_TASK)

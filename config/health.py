@@ -73,7 +73,7 @@ def _channel_layer():
 def _workers():
     mode = settings.TARGETGRID_QUEUE
     if mode == "embedded":
-        from scoring.embedded import worker
+        from config.embedded import worker
 
         if not worker.running:
             return {"status": "down", "backend": "embedded", "error": "the embedded worker is not running here"}

@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -229,7 +230,27 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# A worker never gives up on the broker: it reconnects for as long as Redis is away (the default
+# stops after 100 attempts, ~50 minutes, and the process exits). celery 5.7.0 crashed on the
+# reconnect itself: see requirements.txt. Under a supervisor (deploy/, docker-compose.yml) a
+# worker that dies anyway is started again.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Tasks running when the connection drops finish (a drain commits its work); their messages could
+# not be acked and come back later, and every task is idempotent. Cancelling them instead would
+# kill a drain mid-transaction and leave its partition lease to expire.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Queues by kind, so two big imports cannot hold every worker slot while scoring waits. A worker
+# started without -Q consumes all of them (a laptop, one worker); production runs scoring workers
+# (-Q scoring,realtime,celery: `make worker`) and import workers (-Q imports: `make worker-imports`).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue(name) for name in ("scoring", "imports", "realtime", "celery")]
+CELERY_TASK_ROUTES = {
+    "scoring.*": {"queue": "scoring"},
+    "events.import*": {"queue": "imports"},
+    "realtime.*": {"queue": "realtime"},
+}
 # A publish must not hang a request when the broker is down: the event row is already stored
 # and the periodic sweep re-enqueues it.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
@@ -240,6 +261,12 @@ TARGETGRID_SWEEP_SECONDS = env_int("TARGETGRID_SWEEP_SECONDS", 5)
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": float(TARGETGRID_SWEEP_SECONDS)},
     "resume-stalled-imports": {"task": "events.imports_resume_stalled", "schedule": 60.0},
+}
+# The embedded worker (config/embedded.py) is its own beat; at start-up it runs each entry above
+# once with these kwargs, taking over at once whatever a previous server process left pending.
+TARGETGRID_EMBEDDED_STARTUP_KWARGS = {
+    "scoring.sweep_pending": {"older_than_seconds": 0},
+    "events.imports_resume_stalled": {"older_than_seconds": 0},
 }
 
 # --- TargetGrid behaviour -------------------------------------------------------------------

@@ -27,6 +27,8 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from config import transport
+
 from .http import MAX_JSON_DEPTH, json_depth_exceeds, json_loads
 from .models import ImportFormat, ImportJob, ImportRowError, ImportStatus
 from .services import ACCEPTED, DUPLICATE, REJECTED, event_ingest
@@ -450,17 +452,7 @@ class _Progress:
         now = time.monotonic()
         if final or now - self.last >= BROADCAST_INTERVAL:
             self.last = now
-            payload = import_progress_payload(job)
-            transaction.on_commit(lambda: _broadcast(job.pk, payload))
-
-
-def _broadcast(job_id: int, payload: dict) -> None:
-    from realtime.broadcast import broadcast_import_progress
-
-    try:
-        broadcast_import_progress(job_id, payload)
-    except Exception:  # progress display must never fail an import
-        logger.exception("broadcasting progress of import %s failed", job_id)
+            transport.notify_on_commit("import.progress", import_progress_payload(job))
 
 
 def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | None = None) -> ImportJob:
@@ -635,41 +627,12 @@ def import_upload_create(*, uploaded, fmt: str, source: str, created_by: str) ->
 
 
 def import_job_enqueue(*, job_id: int) -> None:
-    transaction.on_commit(lambda: import_job_send(job_id=job_id))
+    transport.publish_on_commit("events.import_file", job_id)
 
 
 def import_job_send(*, job_id: int) -> None:
-    """Start the job on the configured queue: Celery, a background thread (embedded), or now (inline)."""
-    mode = settings.TARGETGRID_QUEUE
-    if mode == "celery":
-        from .tasks import import_file
-
-        try:
-            import_file.apply_async(args=[job_id])
-        except Exception:  # the broker is down: the job stays queued; the stalled-import sweep resends it
-            logger.warning("could not enqueue import %s; the sweep will retry", job_id, exc_info=True)
-    elif mode == "embedded":
-        from scoring.embedded import worker
-
-        if not worker.run_in_thread(_run_quietly, job_id=job_id):
-            import threading
-
-            threading.Thread(target=_run_quietly, kwargs={"job_id": job_id}, daemon=True,
-                             name=f"targetgrid-import-{job_id}").start()
-    else:
-        import_job_run(job_id=job_id)
-
-
-def _run_quietly(*, job_id: int) -> None:
-    from django.db import close_old_connections
-
-    close_old_connections()
-    try:
-        import_job_run(job_id=job_id)
-    except Exception:  # the job stays resumable; logged, not raised into a bare thread
-        logger.exception("import %s stopped; it resumes from its last committed chunk", job_id)
-    finally:
-        close_old_connections()
+    """Start the job now (a broker down is logged: the job stays queued; the stalled-import sweep resends it)."""
+    transport.publish("events.import_file", job_id)
 
 
 def imports_resume_stalled(*, older_than_seconds: int = 300) -> int:

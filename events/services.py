@@ -15,9 +15,9 @@ from config.bulk import dicts_insert
 from config.retry import run_with_retries
 from leads.selectors import leads_resolve
 from leads.services import leads_ensure_for_emails
-from scoring.dispatch import events_enqueue
 from scoring.partitions import partition_of
 from scoring.selectors import known_event_types
+from scoring.wakeups import events_enqueue
 
 from .models import ApiKey, Event, EventStatus
 from .validation import printable, validate_event

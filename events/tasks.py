@@ -1,18 +1,16 @@
 """Celery tasks of the events app: thin, named, idempotent."""
 
-from celery import shared_task
-
-from config.celery import reliable_task
+from config.transport import task
 
 from .imports import import_job_run, imports_resume_stalled
 
 
-@reliable_task("events.import_file")
+@task("events.import_file", reliable=True, long_running=True)
 def import_file(job_id: int) -> None:
     # Resumes from the job's last committed chunk; a finished job is a no-op.
     import_job_run(job_id=job_id)
 
 
-@shared_task(name="events.imports_resume_stalled", ignore_result=True, acks_late=True)
-def resume_stalled_imports() -> int:
-    return imports_resume_stalled()
+@task("events.imports_resume_stalled", acks_late=True)
+def resume_stalled_imports(older_than_seconds: int = 300) -> int:
+    return imports_resume_stalled(older_than_seconds=older_than_seconds)

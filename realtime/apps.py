@@ -3,3 +3,13 @@ from django.apps import AppConfig
 
 class RealtimeConfig(AppConfig):
     name = "realtime"
+
+    def ready(self) -> None:
+        # Scoring and imports notify facts after commit (config/transport.py); the WebSocket side
+        # subscribes here, so neither of them imports realtime.
+        from config import transport
+
+        from . import broadcast
+
+        transport.listen("score.changes", broadcast.on_score_changes)
+        transport.listen("import.progress", broadcast.on_import_progress)

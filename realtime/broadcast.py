@@ -3,12 +3,18 @@
 A batch of score changes is one channel-layer message per group (``score.changes``); consumers
 unpack it into one ``score.changed`` frame per change. All sends of a batch share one call.
 
+Scoring and imports never call this module: they notify ``score.changes`` / ``import.progress``
+through config/transport.py after commit, and :class:`realtime.apps.RealtimeConfig` subscribes the
+``on_*`` handlers below, in the process that committed (no extra task message per batch).
+
 From a synchronous process (a Celery worker, gunicorn) with the Redis channel layer, that call runs
 on one long-lived event loop in a background thread (:func:`_send`). ``async_to_sync`` would start
 a new loop per call, and channels-redis keeps its connection pool per loop, so every broadcast
 paid for a new Redis connection: 5-7 ms per call (shared/MEASURED.md), the largest fixed cost of a
-small scoring batch. The in-memory layer (embedded server) lives on the server's own loop, where
-``async_to_sync`` from a worker thread already goes back to it.
+small scoring batch. The in-memory layer (embedded server) lives on the server's own loop: a
+worker thread schedules the sends there and does not wait for them. Waiting would hang the process
+on SIGTERM, which stops that loop while the thread waits on it forever (a broadcast lost with the
+stopping server is harmless: the pages reload the rows).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
+from config import transport
 from leads.selectors import leaderboard_top
 
 from . import groups
@@ -96,17 +103,28 @@ SEND_TIMEOUT_SECONDS = 30
 
 
 def _send(layer, coroutine_function) -> None:
-    """Run ``coroutine_function()`` (channel-layer sends) to completion from synchronous code."""
+    """Run ``coroutine_function()`` (channel-layer sends) from synchronous code."""
     in_memory = type(layer).__module__.startswith("channels.layers")
     try:
-        asyncio.get_running_loop()
-        inside_loop = True
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        inside_loop = False
+        running = None
+
     async def run() -> None:
         await coroutine_function()
 
-    if in_memory or inside_loop:
+    server_loop = transport.server_loop() if in_memory else None
+    if server_loop is not None:
+        # The in-memory layer lives on the web server's loop: schedule the sends there, never wait.
+        if running is server_loop:
+            server_loop.create_task(run())
+            return
+        try:
+            server_loop.call_soon_threadsafe(lambda: server_loop.create_task(run()))
+        except RuntimeError:  # the loop is closed: the server is stopping
+            pass
+        return
+    if in_memory or running is not None:
         async_to_sync(run)()
     else:
         _background.run(run, timeout=SEND_TIMEOUT_SECONDS)
@@ -121,7 +139,7 @@ _TRAILING_KEY = "realtime:leaderboard:trailing"
 def _leaderboard_due() -> bool:
     """True if the board should go out with this batch; otherwise a trailing send is scheduled."""
     interval = settings.TARGETGRID_LEADERBOARD_INTERVAL
-    if interval <= 0 or settings.TARGETGRID_QUEUE == "inline":
+    if interval <= 0 or not transport.can_defer():  # nothing could send a trailing board later
         return True
     if cache.add(_SENT_KEY, 1, interval):
         return True
@@ -132,17 +150,8 @@ def _leaderboard_due() -> bool:
 
 
 def _schedule_trailing(delay: int) -> bool:
-    if settings.TARGETGRID_QUEUE == "celery":
-        from .tasks import leaderboard_flush
-
-        try:
-            leaderboard_flush.apply_async(countdown=delay)
-        except Exception:
-            return False
-        return True
-    from scoring.embedded import worker
-
-    return worker.call_later(delay, broadcast_leaderboard)
+    """False when nothing can send it later (inline, broker down): the caller sends the board now."""
+    return transport.publish("realtime.leaderboard_flush", countdown=delay)
 
 
 def broadcast_leaderboard() -> None:
@@ -160,3 +169,14 @@ def broadcast_import_progress(import_id, payload: dict) -> None:
     if layer is not None:
         message = {"type": "import.progress", **payload}
         _send(layer, lambda: layer.group_send(groups.import_group(import_id), message))
+
+
+# --- Subscribed to the transport's after-commit notifications (realtime.apps) ------------------
+
+
+def on_score_changes(changes: list[dict]) -> None:
+    broadcast_score_changes(changes)
+
+
+def on_import_progress(payload: dict) -> None:
+    broadcast_import_progress(payload["import_id"], payload)

@@ -1,11 +1,11 @@
 """Celery tasks of the realtime app: thin, named."""
 
-from celery import shared_task
+from config.transport import task
 
 from .broadcast import broadcast_leaderboard
 
 
-@shared_task(name="realtime.leaderboard_flush", ignore_result=True)
+@task("realtime.leaderboard_flush")
 def leaderboard_flush() -> None:
     """The trailing leaderboard update of a coalesced burst (realtime.broadcast)."""
     broadcast_leaderboard()

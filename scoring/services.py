@@ -19,6 +19,7 @@ from django.db import connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import transport
 from config.bulk import dicts_insert, rows_update
 from config.retry import is_transient, run_with_retries
 from events.models import Event, EventStatus
@@ -29,6 +30,7 @@ from . import engine, partitions
 from .models import ScoreChange
 from .partitions import partition_of
 from .selectors import pending_oldest_by_partition, rule_points_by_type
+from .wakeups import events_enqueue, events_send, partitions_wake
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +90,7 @@ def _process_batch(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
         with attempt, transaction.atomic():
             result = _process_locked(ids, lead_ids)
             if result.changes:
-                changes = result.changes
-                transaction.on_commit(lambda: _broadcast(changes))
+                transport.notify_on_commit("score.changes", result.changes)
     return result
 
 
@@ -168,15 +169,6 @@ def _event_fail(*, pk: uuid.UUID, lead_id: uuid.UUID, event_id: str, error: Base
         exc_info=(type(error), error, error.__traceback__),
     )
     return marked
-
-
-def _broadcast(changes: list[dict]) -> None:
-    from realtime.broadcast import broadcast_score_changes
-
-    try:
-        broadcast_score_changes(changes)
-    except Exception:  # a broadcast failure must never undo or repeat committed scoring
-        logger.exception("broadcasting %d score changes failed", len(changes))
 
 
 def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, timestamp, reason: str, late=False) -> dict:
@@ -558,8 +550,6 @@ def _drain_end(drain, *, work_left: bool, wake: bool) -> None:
     order, so a request committing meanwhile is either seen here or wakes a free partition itself.
     Each step is best effort (Redis may be down): leases lapse by themselves, ``queued`` expires,
     and the sweep wakes whatever is still pending."""
-    from .dispatch import partitions_wake
-
     held = drain.held()
 
     def recheck() -> None:  # events committed after the last look, or handed over: wake them again
@@ -594,11 +584,9 @@ def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int 
     that, whatever its flags say (one indexed query: :func:`pending_oldest_by_partition`); a
     wake-up of a partition being drained right now returns at once. Returns how many partitions
     (Celery) or events were re-sent."""
-    from .dispatch import events_send, partitions_wake
-
     age = settings.TARGETGRID_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
-    if settings.TARGETGRID_QUEUE == "celery":
+    if transport.has_broker():
         stale = {partition for partition, oldest in pending_oldest_by_partition().items() if oldest <= cutoff}
         if stale:
             logger.info("sweep: waking partitions %s", sorted(stale))
@@ -618,8 +606,6 @@ def events_requeue_pending(*, older_than_seconds: int | None = None, limit: int 
 def events_requeue(*, event_ids: Sequence) -> int:
     """Re-send the given events that are still pending (an operator's nudge from the admin); events
     already scored are left alone, and scoring them twice is harmless anyway. Returns how many."""
-    from .dispatch import events_send
-
     ids = list(
         Event.objects.filter(pk__in=list(event_ids), status=EventStatus.PENDING)
         .order_by("received_at")
@@ -635,8 +621,6 @@ def events_retry(*, event_ids: Sequence) -> int:
     """Send failed events back to scoring: ``failed`` -> ``pending`` with the error cleared, enqueued
     after commit. Events in any other state are left alone, so retrying twice is harmless. A retried
     event older than its lead's newest scored event folds in as a late event. Returns how many."""
-    from .dispatch import events_enqueue
-
     ids = [pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for pk in event_ids]
     with transaction.atomic():
         rows = list(
@@ -677,7 +661,7 @@ def leads_rescore(*, lead_ids: Sequence, actor: str = "") -> int:
         with attempt, transaction.atomic():
             changes = _rescore_locked(lead_ids, actor=actor)
             if changes:
-                transaction.on_commit(lambda: _broadcast(changes))
+                transport.notify_on_commit("score.changes", changes)
     return len(changes)
 
 
@@ -821,11 +805,9 @@ def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
             if change is not None
         ]
         if pending:
-            from .dispatch import events_enqueue
-
             events_enqueue(event_ids=pending)
         if changes:
-            transaction.on_commit(lambda: _broadcast(changes))
+            transport.notify_on_commit("score.changes", changes)
     logger.info("re-attributed %d events from lead %s to lead %s", moved, source.id, target.id)
     return moved
 
@@ -851,6 +833,6 @@ def lead_max_score_set(*, lead_id, max_score: int, actor: str = "") -> bool:
         reason = f"max score {previous} -> {max_score}" + (f" by {actor}" if actor else "") + "; re-folded"
         change = _lead_refold(lead, now=now, reason=reason)
         if change is not None:
-            transaction.on_commit(lambda: _broadcast([change]))
+            transport.notify_on_commit("score.changes", [change])
     logger.info("lead %s: max score %d -> %d", lead.id, previous, max_score)
     return True

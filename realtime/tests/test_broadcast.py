@@ -55,10 +55,10 @@ def test_only_watched_lead_groups_get_the_batch():
 def test_leaderboard_is_coalesced_with_one_trailing_update(settings, monkeypatch):
     settings.TARGETGRID_QUEUE = "celery"
     settings.TARGETGRID_LEADERBOARD_INTERVAL = 1
-    from realtime import tasks
+    from config import transport
 
     scheduled = []
-    monkeypatch.setattr(tasks.leaderboard_flush, "apply_async", lambda **kwargs: scheduled.append(kwargs))
+    monkeypatch.setattr(transport.celery_app, "send_task", lambda name, **kwargs: scheduled.append((name, kwargs)))
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(groups.LEADERBOARD, channel)
@@ -70,7 +70,7 @@ def test_leaderboard_is_coalesced_with_one_trailing_update(settings, monkeypatch
     # then the first carries the leaderboard, and one trailing update is scheduled for the rest
     boards = [m for m in async_to_sync(drain)(layer, channel) if m["type"] == "leaderboard.updated"]
     assert len(boards) == 1
-    assert scheduled == [{"countdown": 1}]
+    assert scheduled == [("realtime.leaderboard_flush", {"args": (), "kwargs": {}, "countdown": 1})]
 
     # and the trailing update sends the current board (a fresh channel: a Redis layer's receive
     # buffer belongs to the event loop that first read it)

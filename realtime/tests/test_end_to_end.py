@@ -57,7 +57,8 @@ def database_url() -> str:
 
 @pytest.fixture
 def stack(tmp_path):
-    """daphne (HTTP + WebSocket) and two Celery worker processes on the test database."""
+    """daphne (HTTP + WebSocket), two scoring workers and one import worker (the queues of `make worker`
+    and `make worker-imports`) on the test database."""
     import redis
 
     redis.Redis.from_url(os.environ["TEST_REDIS_URL"]).flushdb()
@@ -81,14 +82,17 @@ def stack(tmp_path):
         procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
 
     for n in (1, 2):
-        start(f"worker{n}", [str(bin_dir / "celery"), "-A", "config", "worker", "-c", "1", "-n", f"w{n}@%h", "-l", "warning"])
+        start(f"worker{n}", [str(bin_dir / "celery"), "-A", "config", "worker", "-c", "1", "-n", f"w{n}@%h", "-l", "warning",
+                             "-Q", "scoring,realtime,celery"])
+    start("imports", [str(bin_dir / "celery"), "-A", "config", "worker", "-c", "1", "-n", "imports@%h", "-l", "warning",
+                      "-Q", "imports"])
     start("daphne", [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"])
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(base + "/health", timeout=5) as response:
-                if json.load(response)["checks"]["workers"].get("count") == 2:
+                if json.load(response)["checks"]["workers"].get("count") == 3:
                     break
         except (OSError, urllib.error.HTTPError):
             pass

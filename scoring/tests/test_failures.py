@@ -25,7 +25,7 @@ TYPES = list(POINTS)
 
 def store_pending(*payloads):
     """Store events without scoring them (as if the wake-up had not run yet)."""
-    with override_settings(TARGETGRID_QUEUE="embedded"), mock.patch("scoring.embedded.worker.submit", return_value=True):
+    with mock.patch("config.transport.publish", return_value=True):
         result = event_ingest(items=list(payloads), source="test")
     assert result.totals["accepted"] == len(payloads)
 
@@ -179,7 +179,7 @@ def test_retry_wakes_the_event_partition_after_commit_in_celery_mode(fault_for, 
     def wake(*, partitions, force=False):  # when, and in which transaction state, the wake-up is sent
         woken.append((sorted(partitions), connection.in_atomic_block))
 
-    monkeypatch.setattr("scoring.dispatch.partitions_wake", wake)
+    monkeypatch.setattr("scoring.wakeups.partitions_wake", wake)
     with override_settings(TARGETGRID_QUEUE="celery"):
         assert events_retry(event_ids=[event.id]) == 1
     assert woken == [([event.partition], False)]  # after commit, not inside the transaction

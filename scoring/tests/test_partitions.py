@@ -26,10 +26,10 @@ def test_a_lead_always_maps_to_the_same_partition():
 
 @pytest.fixture
 def celery_mode(monkeypatch):
-    from scoring import tasks
+    from config import transport
 
     sent = []
-    monkeypatch.setattr(tasks.drain_partition, "apply_async", lambda args: sent.append(args[0]))
+    monkeypatch.setattr(transport.celery_app, "send_task", lambda name, args, **kwargs: sent.append(args[0]))
     with override_settings(TARGETGRID_QUEUE="celery", TARGETGRID_PARTITIONS=4):
         conn = partitions.client()
         for key in conn.scan_iter("tg:scoring:*"):

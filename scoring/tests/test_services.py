@@ -87,7 +87,7 @@ def test_one_batch_of_late_events_for_many_leads_refolds_each_from_its_own_posit
     with override_settings(TARGETGRID_QUEUE="embedded"):  # stored only; scored below in one call
         from unittest import mock
 
-        with mock.patch("scoring.embedded.worker.submit", return_value=True):
+        with mock.patch("config.transport.publish", return_value=True):
             ingest(*[event_payload(e["event_id"], event_type=e["type"], email=email,
                                    minutes=(e["ts"] - T0) / timedelta(minutes=1))
                      for email, events in late.items() for e in events])
@@ -143,14 +143,10 @@ def test_rule_change_applies_to_the_next_event_and_disabled_rule_scores_zero():
 def test_many_leads_in_one_transaction_with_pinned_query_count(django_assert_max_num_queries, settings):
     # Given 40 pending events for 20 leads stored without scoring,
     settings.TARGETGRID_QUEUE = "celery-off"  # nothing is dispatched; we call the service ourselves
-    from scoring import dispatch
+    from unittest import mock
 
-    original = dispatch.events_send
-    dispatch.events_send = lambda **kwargs: None
-    try:
+    with mock.patch("config.transport.publish", return_value=True):
         ingest(*[event_payload(f"e{i}", minutes=i, email=f"l{i % 20}@example.com") for i in range(40)])
-    finally:
-        dispatch.events_send = original
     ids = list(Event.objects.values_list("id", flat=True))
     # when one call scores them all, then the number of queries does not grow with the batch.
     # BEGIN, lead ids, lock leads, events, rules, insert changes, update events, update leads,
@@ -233,10 +229,10 @@ def test_rescore_applies_current_rules_to_history_with_one_audit_row():
 @pytest.mark.django_db(transaction=True)
 def test_sweep_scores_events_left_pending(monkeypatch):
     # Given events stored while the queue was unreachable (the wake-up was lost),
-    from scoring import dispatch
+    from config import transport
     from scoring.services import events_requeue_pending
 
-    monkeypatch.setattr(dispatch, "events_send", lambda **kwargs: None)
+    monkeypatch.setattr(transport, "publish", lambda *args, **kwargs: False)
     ingest(event_payload("a"), event_payload("b", minutes=1))
     monkeypatch.undo()
     assert Event.objects.filter(status=EventStatus.PENDING).count() == 2
@@ -249,27 +245,12 @@ def test_sweep_scores_events_left_pending(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_celery_publish_failure_keeps_the_event_for_the_sweep(settings, monkeypatch, api):
-    from scoring import tasks
-
-    settings.TARGETGRID_QUEUE = "celery"
-
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.process_events, "apply_async", broker_down)
-    response = api.post("/api/events", event_payload("a"), format="json")
-    assert response.status_code == 202
-    assert Event.objects.get().status == EventStatus.PENDING
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_stale_lead_hint_scores_nothing_wrongly_and_leaves_the_event_pending(django_assert_num_queries):
     # given a stored, pending event of ann's lead, and bob's lead (as if the event had moved)
     with override_settings(TARGETGRID_QUEUE="embedded"):
         from unittest import mock
 
-        with mock.patch("scoring.embedded.worker.submit", return_value=True):
+        with mock.patch("config.transport.publish", return_value=True):
             ingest(event_payload("hint-1"), event_payload("hint-0", email="bob@example.com"))
     event = Event.objects.get(event_id="hint-1")
     bob = Lead.objects.get(email="bob@example.com")

@@ -1,35 +1,42 @@
-"""The embedded queue: an asyncio task on the server's loop scores what requests hand it."""
+"""The embedded queue: the web server's own worker runs published tasks (config/embedded.py)."""
 
 import asyncio
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
+from config import transport
+from config.embedded import EmbeddedWorker
 from conftest import event_payload
 from events.models import Event, EventStatus
 from leads.models import Lead
-from scoring.embedded import EmbeddedWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_embedded_worker_scores_submitted_events(settings, monkeypatch):
+async def wait_for(condition, tries=200):
+    for _ in range(tries):
+        if await sync_to_async(condition, thread_sensitive=False)():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_embedded_worker_scores_published_events_in_one_merged_batch(settings, monkeypatch):
     from events.services import event_ingest
 
     worker = EmbeddedWorker()
-    monkeypatch.setattr("scoring.embedded.worker", worker)
+    monkeypatch.setattr(transport, "embedded_worker", worker)
     settings.TARGETGRID_QUEUE = "embedded"
+    spec = transport.task_spec("scoring.process_events")
 
     async def scenario():
-        assert not worker.submit(["x"])  # not running yet: the caller falls back to inline
+        assert not worker.submit(spec, (["x"],))  # not running yet: the transport runs it inline
         worker.ensure_started()
         await sync_to_async(event_ingest, thread_sensitive=False)(
             items=[event_payload("a"), event_payload("b", minutes=1, event_type="PURCHASE")], source="test"
         )
-        for _ in range(100):
-            if worker.processed == 2:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: worker.processed == 2)
         worker._task.cancel()
 
     async_to_sync(scenario)()
@@ -38,7 +45,22 @@ def test_embedded_worker_scores_submitted_events(settings, monkeypatch):
     assert not Event.objects.filter(status=EventStatus.PENDING).exists()
 
 
-def test_without_a_running_worker_dispatch_scores_inline(settings):
+def test_queued_calls_of_a_batch_task_are_merged_up_to_its_limit(settings):
+    settings.TARGETGRID_PROCESS_CHUNK = 3
+    worker = EmbeddedWorker()
+    spec = transport.task_spec("scoring.process_events")
+
+    async def scenario():
+        worker.loop = asyncio.get_running_loop()
+        worker._wake = asyncio.Event()
+        for ids in (["a"], ["b", "c"], ["d"]):
+            worker._put((spec, (ids,), {}))
+        return [message[1][0] for message in worker._pending]
+
+    assert async_to_sync(scenario)() == [["a", "b", "c"], ["d"]]
+
+
+def test_without_a_running_worker_the_transport_scores_inline(settings):
     settings.TARGETGRID_QUEUE = "embedded"
     from events.services import event_ingest
 
@@ -55,21 +77,20 @@ def test_embedded_worker_resumes_imports_left_by_a_previous_process(settings, mo
     path.write_text('{"event_id": "r1", "event_type": "PAGE_VIEW", "timestamp": "2026-01-01T00:00:00Z", "email": "r@example.com"}\n')
     job = import_job_create(file_path=str(path), fmt="ndjson", delete_file_when_done=False)
     worker = EmbeddedWorker()
-    monkeypatch.setattr("scoring.embedded.worker", worker)
+    monkeypatch.setattr(transport, "embedded_worker", worker)
     settings.TARGETGRID_QUEUE = "embedded"
 
-    # when the server's embedded worker starts,
+    # when the server's embedded worker starts (as the ASGI application starts it),
     async def scenario():
-        worker.ensure_started()
-        for _ in range(200):
-            status = await sync_to_async(lambda: ImportJob.objects.get(pk=job.pk).status, thread_sensitive=False)()
-            if status not in (ImportStatus.QUEUED, ImportStatus.RUNNING):
-                break
-            await asyncio.sleep(0.05)
+        transport.server_started()
+        done = await wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).status not in (ImportStatus.QUEUED, ImportStatus.RUNNING)
+        )
         worker._task.cancel()
+        return done
 
-    async_to_sync(scenario)()
-    # then the import ran to the end and its event was stored.
+    assert async_to_sync(scenario)()
+    # then the import ran to the end and its event was stored and scored.
     job.refresh_from_db()
     assert job.status == ImportStatus.COMPLETED and job.accepted == 1
     assert Event.objects.filter(event_id="r1").exists()
