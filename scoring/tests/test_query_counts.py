@@ -2,6 +2,7 @@
 is measured by bench/, never asserted in tests)."""
 
 import pytest
+from django.db import connection
 
 from conftest import event_payload
 from events.models import Event, EventStatus
@@ -25,13 +26,17 @@ def items(tag, n, *, leads=5, start=0):
 @pytest.mark.django_db
 @pytest.mark.parametrize("size", [10, 40])
 def test_batch_ingest_runs_a_fixed_number_of_queries(size, django_assert_num_queries):
-    # given a batch whose leads do not exist yet: they are created in bulk
-    with django_assert_num_queries(INGEST_NEW_LEADS):
+    # given a batch whose leads do not exist yet: they are created in bulk (PostgreSQL: the events
+    # insert inside the transaction runs in a savepoint of its own, so a refused row can be isolated)
+    # (the known-lead path runs in autocommit in production; here the test's own transaction
+    # wraps it, so PostgreSQL takes that savepoint there too)
+    savepoint = 2 if connection.vendor == "postgresql" else 0
+    with django_assert_num_queries(INGEST_NEW_LEADS + savepoint):
         result = event_ingest(items=items("a", size), source="batch")
     assert result.totals["accepted"] == size
 
     # when the same leads send more events, no lead is created
-    with django_assert_num_queries(INGEST_KNOWN_LEADS):
+    with django_assert_num_queries(INGEST_KNOWN_LEADS + savepoint):
         result = event_ingest(items=items("a", size, start=size), source="batch")
     assert result.totals["accepted"] == size
 
