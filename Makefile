@@ -10,7 +10,7 @@ CONCURRENCY ?= 2
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker beat bench bench-pages seed migrate clean
+.PHONY: run test install install-dev install-prod web worker beat prod bench bench-pages chaos seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,22 @@ worker: install-prod
 
 beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
+
+## The whole production set under supervisord (deploy/supervisord.conf): gunicorn (API, :$(PORT)),
+## daphne (WebSockets, :$(WS_PORT)), $(WORKERS) Celery workers, beat; each restarted whenever it exits.
+## Needs DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS (TARGETGRID_ENV=production).
+WORKER_QUEUES ?= scoring,imports,realtime,celery
+TARGETGRID_RUN_DIR ?= $(CURDIR)/var/run
+prod: install-prod
+	$(BIN)/python manage.py migrate --noinput
+	mkdir -p $(TARGETGRID_RUN_DIR)
+	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) WS_PORT=$(WS_PORT) WEB_WORKERS=$(WORKERS) \
+	WEB_THREADS=$(WEB_THREADS) WORKERS=$(WORKERS) CONCURRENCY=$(CONCURRENCY) WORKER_QUEUES=$(WORKER_QUEUES) \
+	TARGETGRID_RUN_DIR=$(TARGETGRID_RUN_DIR) $(BIN)/supervisord -n -c deploy/supervisord.conf
+
+## Fault injection on the production stack with private MariaDB/Redis (a few minutes; bench/README.md).
+chaos: install-dev install-prod
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 bench: install-dev
 	@# the prod stack (DATABASE_URL=mysql://...) needs gunicorn and mysqlclient too
