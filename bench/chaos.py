@@ -65,6 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--baseline", type=float, default=15, help="seconds of load before the first fault")
     p.add_argument("--recovery", type=float, default=40, help="seconds after each fault before the next one")
     p.add_argument("--redis-outage", type=float, default=15, help="seconds Redis stays stopped")
+    p.add_argument("--mysql-outage", type=float, default=0, help="seconds MariaDB stays stopped (0: a plain restart)")
     p.add_argument("--resume-limit", type=float, default=30, help="scoring must resume within this after a fault")
     p.add_argument("--settle-timeout", type=float, default=180, help="max seconds to wait for pending events at the end")
     p.add_argument("--retry-for", type=float, default=90, help="seconds after the last send to keep retrying")
@@ -450,10 +451,11 @@ async def inject(fault: str, rec: dict, *, sup: Supervisor, redis: PrivateRedis,
         rec["start"] = time.time()
         await asyncio.to_thread(mysql.stop)
         rec["stopped"] = time.time()
+        await asyncio.sleep(args.mysql_outage)
         await asyncio.to_thread(mysql.start)
         rec["end"] = time.time()
-        rec["detail"] = (f"mariadbd SIGTERM (clean shutdown {rec['stopped'] - rec['start']:.1f}s) and start "
-                         f"({rec['end'] - rec['stopped']:.1f}s)")
+        rec["detail"] = (f"mariadbd SIGTERM (clean shutdown {rec['stopped'] - rec['start']:.1f}s), down "
+                         f"{args.mysql_outage:.0f}s, start ({rec['end'] - rec['stopped'] - args.mysql_outage:.1f}s)")
     elif fault == "term":
         name, pid = await asyncio.to_thread(busiest_worker, sup)
         rec["start"] = time.time()
@@ -633,7 +635,7 @@ async def drive(args, *, tag, api_url, api_key, sup, redis, mysql, faults, monit
     sent, unique = build_workload(tag, args)
     requests = plan_requests(sent, random.Random(args.seed + 1), args.batch_share)
     planned = args.baseline + args.recovery * len(faults) + sum(
-        {"redis": args.redis_outage, "mysql": 8, "term": 5}.get(f["fault"], 0) for f in faults)
+        {"redis": args.redis_outage, "mysql": 2 + args.mysql_outage, "term": 5}.get(f["fault"], 0) for f in faults)
     rate = args.rate or max(20.0, len(sent) / planned)
     log(f"workload: {len(sent)} events ({len(unique)} distinct ids, {len(requests)} requests) over "
         f"{args.leads} leads at {rate:.0f} events/s (~{len(sent) / rate:.0f}s)")

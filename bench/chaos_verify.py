@@ -112,7 +112,8 @@ def verify(sent: dict[str, dict], outcomes: dict[str, Outcome], snap: Snapshot, 
         if not outcome.acknowledged and not outcome.rejected:
             v.add("never acknowledged (every attempt failed)", f"{event_id!r} ({outcome.attempts} attempts)")
         if outcome.acknowledged and not rows:
-            v.add("lost: acknowledged, not stored", repr(event_id))
+            v.add("lost: acknowledged, not stored",
+                  f"{event_id!r} (answered accepted x{outcome.accepted}, duplicate x{outcome.duplicate})")
         if len(rows) > 1:
             v.add("doubled: stored more than once", f"{event_id!r} x{len(rows)}")
         for row in rows[:1]:
