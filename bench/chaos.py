@@ -64,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=0, help="events/s (0: spread the events over the fault schedule)")
     p.add_argument("--baseline", type=float, default=15, help="seconds of load before the first fault")
     p.add_argument("--recovery", type=float, default=40, help="seconds after each fault before the next one")
+    p.add_argument("--recovery-max", type=float, default=150,
+                   help="while a fault's backlog is not cleared, wait up to this long (load at a quarter rate) "
+                        "before the next fault, so one fault's stall is not cut short by the next")
     p.add_argument("--redis-outage", type=float, default=15, help="seconds Redis stays stopped")
     p.add_argument("--mysql-outage", type=float, default=0, help="seconds MariaDB stays stopped (0: a plain restart)")
     p.add_argument("--resume-limit", type=float, default=30, help="scoring must resume within this after a fault")
@@ -77,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-share", type=float, default=0.5, help="share of requests that are batches (5-60 events)")
     p.add_argument("--max-in-flight", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes (supervised)")
-    p.add_argument("--concurrency", type=int, default=1, help="celery -c")
+    p.add_argument("--concurrency", type=int, default=2, help="celery -c (2, as make worker)")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=4)
     p.add_argument("--worker-queues", default=os.environ.get("WORKER_QUEUES", "scoring,imports,realtime,celery"))
@@ -216,6 +219,7 @@ class Driver:
         self.session: aiohttp.ClientSession | None = None
         self.sem = asyncio.Semaphore(args.max_in_flight)
         self.sent_requests = 0
+        self.pace = 1.0  # the fault schedule slows the load down while it waits for a stalled backlog
 
     async def post(self, items: list[dict]) -> tuple[str, dict | None, dict, bool]:
         single = len(items) == 1
@@ -299,13 +303,16 @@ class Driver:
             timeout=aiohttp.ClientTimeout(total=30),
         )
         tasks = []
-        start = time.perf_counter()
+        virtual, last = 0.0, time.perf_counter()  # seconds of schedule elapsed, at ``pace``
         done_events = 0
         for items in requests:
-            due = start + done_events / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            target = done_events / rate
+            while True:
+                now = time.perf_counter()
+                virtual, last = virtual + (now - last) * self.pace, now
+                if virtual >= target:
+                    break
+                await asyncio.sleep(min(0.05, (target - virtual) / max(self.pace, 0.01)))
             tasks.append(asyncio.create_task(self.send(items)))
             done_events += len(items)
         await asyncio.gather(*tasks)
@@ -406,16 +413,40 @@ def resumed_after(samples: list[Sample], end: float) -> float | None:
 # --- faults ------------------------------------------------------------------------------------
 
 
-def busiest_worker(sup: Supervisor) -> tuple[str, int]:
-    """The supervised worker whose process tree used the most CPU over the last half second."""
-    workers = sup.workers()
-    if not workers:
-        raise RuntimeError("no supervised Celery worker is running")
-    before = {name: cpu_ticks(process_tree(pid)) for name, pid in workers.items()}
-    time.sleep(0.5)
-    after = {name: cpu_ticks(process_tree(pid)) for name, pid in workers.items()}
-    name = max(workers, key=lambda n: (after[n] - before[n], n))
-    return name, workers[name]
+def lease_count(redis: PrivateRedis) -> int | None:
+    """Keys that look like drain leases in the private Redis (best effort: the names are the app's)."""
+    try:
+        import redis as redis_py
+
+        client = redis_py.Redis(host="127.0.0.1", port=redis.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            return sum(1 for _ in client.scan_iter(match="*:lock:*", count=1000))
+        finally:
+            client.close()
+    except Exception:
+        return None
+
+
+def busy_worker(sup: Supervisor, redis: PrivateRedis, wait: float = 15.0) -> tuple[str, int, int | None]:
+    """A supervised worker caught in the middle of a task: one of its pool children used CPU in the
+    last 50 ms, preferably while drain leases are held. Falls back to any worker after ``wait``."""
+    deadline = time.monotonic() + wait
+    previous: dict[int, int] = {}
+    while True:
+        workers = sup.workers()
+        if not workers:
+            raise RuntimeError("no supervised Celery worker is running")
+        ticks = {pid: cpu_ticks(process_tree(pid)[1:]) for pid in workers.values()}
+        busy = [name for name, pid in workers.items() if pid in previous and ticks[pid] > previous[pid]]
+        if busy:
+            leases = lease_count(redis)
+            if leases or time.monotonic() > deadline:
+                return busy[0], workers[busy[0]], leases
+        elif time.monotonic() > deadline + 5:
+            name = sorted(workers)[0]
+            return name, workers[name], lease_count(redis)
+        previous = ticks
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
@@ -428,7 +459,7 @@ def _alive(pid: int) -> bool:
 
 async def inject(fault: str, rec: dict, *, sup: Supervisor, redis: PrivateRedis, mysql: PrivateMariaDB, args) -> None:
     if fault == "kill":
-        name, pid = await asyncio.to_thread(busiest_worker, sup)
+        name, pid, leases = await asyncio.to_thread(busy_worker, sup, redis)
         tree = process_tree(pid)
         targets = {"tree": tree, "main": [pid], "child": tree[1:2] or [pid]}[args.kill_target]
         rec["start"] = time.time()
@@ -438,7 +469,7 @@ async def inject(fault: str, rec: dict, *, sup: Supervisor, redis: PrivateRedis,
             except ProcessLookupError:
                 pass
         rec["end"] = time.time()
-        rec["detail"] = f"SIGKILL {name} ({args.kill_target}: pids {targets})"
+        rec["detail"] = f"SIGKILL {name} mid-task ({args.kill_target}: pids {targets}; {leases} drain leases held)"
     elif fault == "redis":
         rec["start"] = time.time()
         await asyncio.to_thread(redis.stop)
@@ -457,24 +488,32 @@ async def inject(fault: str, rec: dict, *, sup: Supervisor, redis: PrivateRedis,
         rec["detail"] = (f"mariadbd SIGTERM (clean shutdown {rec['stopped'] - rec['start']:.1f}s), down "
                          f"{args.mysql_outage:.0f}s, start ({rec['end'] - rec['stopped'] - args.mysql_outage:.1f}s)")
     elif fault == "term":
-        name, pid = await asyncio.to_thread(busiest_worker, sup)
+        name, pid, leases = await asyncio.to_thread(busy_worker, sup, redis)
         rec["start"] = time.time()
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + 90
         while _alive(pid) and time.time() < deadline:
             await asyncio.sleep(0.1)
         rec["end"] = time.time()
-        rec["detail"] = (f"SIGTERM {name} (pid {pid}); it exited after {rec['end'] - rec['start']:.1f}s"
+        rec["detail"] = (f"SIGTERM {name} mid-task (pid {pid}; {leases} drain leases held); it exited after "
+                         f"{rec['end'] - rec['start']:.1f}s"
                          if not _alive(pid) else f"SIGTERM {name} (pid {pid}); still running after 90s")
 
 
-async def fault_schedule(faults: list[dict], *, sup, redis, mysql, args) -> None:
+async def fault_schedule(faults: list[dict], *, driver, sup, redis, mysql, args) -> None:
     await asyncio.sleep(args.baseline)
     for rec in faults:
         log(f"fault: {FAULT_TITLES[rec['fault']]}")
         await inject(rec["fault"], rec, sup=sup, redis=redis, mysql=mysql, args=args)
         log(f"  {rec['detail']}; recovery {args.recovery:.0f}s")
         await asyncio.sleep(args.recovery)
+        if rec.get("caught_up_at") is None:
+            deadline = rec["end"] + args.recovery_max
+            log(f"  its backlog is not cleared yet: waiting up to {deadline - time.time():.0f}s more at a quarter rate")
+            driver.pace = 0.25
+            while rec.get("caught_up_at") is None and time.time() < deadline:
+                await asyncio.sleep(0.5)
+            driver.pace = 1.0
 
 
 # --- supervisord log ---------------------------------------------------------------------------
@@ -641,7 +680,7 @@ async def drive(args, *, tag, api_url, api_key, sup, redis, mysql, faults, monit
         f"{args.leads} leads at {rate:.0f} events/s (~{len(sent) / rate:.0f}s)")
     driver = Driver(api_url, api_key, args)
     driver.unique = unique
-    schedule = asyncio.create_task(fault_schedule(faults, sup=sup, redis=redis, mysql=mysql, args=args))
+    schedule = asyncio.create_task(fault_schedule(faults, driver=driver, sup=sup, redis=redis, mysql=mysql, args=args))
     try:
         await driver.run(requests, rate)
         log(f"sending done ({driver.sent_requests} requests incl. retries)")
