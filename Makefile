@@ -66,15 +66,17 @@ beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
 
 ## The whole production set under supervisord (deploy/supervisord.conf): gunicorn (API, :$(PORT)),
-## daphne (WebSockets, :$(WS_PORT)), $(WORKERS) Celery workers, beat; each restarted whenever it exits.
+## daphne (WebSockets, :$(WS_PORT)), $(CELERY_WORKERS) Celery workers, beat; each restarted whenever it exits.
 ## Needs DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS (TARGETGRID_ENV=production).
+## WORKERS is gunicorn's -w (as in `make web`); CELERY_WORKERS the number of Celery worker processes.
+CELERY_WORKERS ?= 2
 WORKER_QUEUES ?= scoring,imports,realtime,celery
 TARGETGRID_RUN_DIR ?= $(CURDIR)/var/run
 prod: install-prod
 	$(BIN)/python manage.py migrate --noinput
 	mkdir -p $(TARGETGRID_RUN_DIR)
 	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) WS_PORT=$(WS_PORT) WEB_WORKERS=$(WORKERS) \
-	WEB_THREADS=$(WEB_THREADS) WORKERS=$(WORKERS) CONCURRENCY=$(CONCURRENCY) WORKER_QUEUES=$(WORKER_QUEUES) \
+	WEB_THREADS=$(WEB_THREADS) WORKERS=$(CELERY_WORKERS) CONCURRENCY=$(CONCURRENCY) WORKER_QUEUES=$(WORKER_QUEUES) \
 	TARGETGRID_RUN_DIR=$(TARGETGRID_RUN_DIR) $(BIN)/supervisord -n -c deploy/supervisord.conf
 
 ## Fault injection on the production stack with private MariaDB/Redis (a few minutes; bench/README.md).
