@@ -815,6 +815,7 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (&)
     failures: list[str] = ["interrupted"]
     try:
         log(f"workdir {workdir}; private MariaDB :{args.mysql_port}, Redis :{args.redis_port}")
