@@ -15,7 +15,7 @@ IMPORT_CONCURRENCY ?= 1
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker worker-imports beat bench bench-pages seed migrate clean
+.PHONY: run test install install-dev install-prod web worker worker-imports beat prod bench bench-pages chaos seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,24 @@ worker-imports: install-prod
 
 beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
+
+## The whole production set under supervisord (deploy/supervisord.conf): gunicorn (API, :$(PORT)),
+## daphne (WebSockets, :$(WS_PORT)), $(CELERY_WORKERS) scoring workers, one import worker, beat; each restarted whenever it exits.
+## Needs DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS (TARGETGRID_ENV=production).
+## WORKERS is gunicorn's -w (as in `make web`); CELERY_WORKERS the number of Celery worker processes.
+CELERY_WORKERS ?= 2
+TARGETGRID_RUN_DIR ?= $(CURDIR)/var/run
+prod: install-prod
+	$(BIN)/python manage.py migrate --noinput
+	mkdir -p $(TARGETGRID_RUN_DIR)
+	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) WS_PORT=$(WS_PORT) WEB_WORKERS=$(WORKERS) \
+	WEB_THREADS=$(WEB_THREADS) WORKERS=$(CELERY_WORKERS) CONCURRENCY=$(CONCURRENCY) QUEUES=$(QUEUES) \
+	IMPORT_QUEUES=$(IMPORT_QUEUES) IMPORT_CONCURRENCY=$(IMPORT_CONCURRENCY) \
+	TARGETGRID_RUN_DIR=$(TARGETGRID_RUN_DIR) $(BIN)/supervisord -n -c deploy/supervisord.conf
+
+## Fault injection on the production stack with private MariaDB/Redis (a few minutes; bench/README.md).
+chaos: install-dev install-prod
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 bench: install-dev
 	@# the prod stack (DATABASE_URL=mysql://...) needs gunicorn and mysqlclient too
