@@ -15,13 +15,13 @@ answers JSON for these prefixes as well.
 from __future__ import annotations
 
 import logging
-import time
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 
 from .errors import API_PREFIXES, json_error_response
+from .outage import OutageLog
 
 logger = logging.getLogger("targetgrid.errors")
 
@@ -40,7 +40,7 @@ def body_too_large_response(limit: int):
 class ApiErrorMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self._last_outage_log = 0.0
+        self._outage = OutageLog(logger, seconds=5)
 
     def __call__(self, request):
         if is_api_path(request.path_info):
@@ -66,11 +66,9 @@ class ApiErrorMiddleware:
         if isinstance(exception, RequestDataTooBig):
             return body_too_large_response(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if isinstance(exception, (OperationalError, InterfaceError)):
-            now = time.monotonic()
-            if now - self._last_outage_log > 5:  # an outage fails every request: log it, not each one
-                self._last_outage_log = now
-                logger.error("database unavailable on %s %s: %s", request.method, request.path, exception,
-                             exc_info=exception)
+            # an outage fails every request: log it, not each one
+            self._outage.warning("database unavailable on %s %s: %s", request.method, request.path, exception,
+                                 exc=exception, level=logging.ERROR)
             response = json_error_response(
                 "The database is unavailable; nothing was stored. Retry later.", status=503,
                 errors={"database": ["unavailable"]})

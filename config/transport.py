@@ -37,6 +37,7 @@ embedded worker) such a publish returns False and the caller does the work now i
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -51,8 +52,10 @@ from django.db import OperationalError, close_old_connections, transaction
 from .celery import RELIABLE_TASK
 from .celery import app as celery_app
 from .embedded import worker as embedded_worker
+from .outage import OutageLog
 
 logger = logging.getLogger(__name__)
+_broker_outage = OutageLog(logger)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def publish(name: str, *args, countdown: float | None = None, **kwargs) -> bool:
         try:
             celery_app.send_task(name, args=args, kwargs=kwargs, countdown=countdown)
         except Exception:  # the broker is down: the rows stay pending and the sweep retries
-            logger.warning("could not publish %s; the sweep will retry", name, exc_info=True)
+            _broker_outage.warning("could not publish %s; the sweep will retry", name, exc=sys.exc_info()[1])
             return False
         return True
     spec = task_spec(name)

@@ -13,27 +13,24 @@ is logged at most once per ``OUTAGE_LOG_SECONDS`` per process.
 from __future__ import annotations
 
 import logging
-import time
 
 from django.conf import settings
 from django.http import JsonResponse
 from django_ratelimit.core import get_usage
 from rest_framework.exceptions import Throttled
 
+from config.outage import OutageLog
+
 
 logger = logging.getLogger(__name__)
 
 OUTAGE_LOG_SECONDS = 60
-_last_outage_log = 0.0
+_outage = OutageLog(logger, seconds=OUTAGE_LOG_SECONDS)
 
 
 def _cache_unavailable(exc: Exception) -> None:
-    global _last_outage_log
-    now = time.monotonic()
-    if now - _last_outage_log >= OUTAGE_LOG_SECONDS:
-        _last_outage_log = now
-        logger.warning("rate limiting is off: the cache is unreachable (%s: %s); requests are let through "
-                       "(logged at most once per %d s)", type(exc).__name__, exc, OUTAGE_LOG_SECONDS)
+    _outage.warning("rate limiting is off: the cache is unreachable (%s: %s); requests are let through "
+                    "(logged at most once per %d s)", type(exc).__name__, exc, OUTAGE_LOG_SECONDS)
 
 
 def retry_after(request, *, group: str, key: str, rate: str) -> int | None:

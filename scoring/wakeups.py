@@ -13,16 +13,19 @@ which the embedded worker merges into one transaction per burst).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import transaction
 
 from config import transport
+from config.outage import OutageLog
 
 from . import partitions as parts
 
 logger = logging.getLogger(__name__)
+_redis_outage = OutageLog(logger)
 
 
 def chunks(items: Sequence, size: int):
@@ -51,7 +54,7 @@ def partitions_wake(*, partitions: Iterable[int], force: bool = False) -> None:
         if force:
             parts.mark_and_claim(wanted)
     except Exception:  # Redis is down: the rows stay pending and the sweep retries
-        logger.warning("could not wake partitions %s; the sweep will retry", wanted, exc_info=True)
+        _redis_outage.warning("could not wake partitions %s; the sweep will retry", wanted, exc=sys.exc_info()[1])
         return
     for partition in to_send:
         if not transport.publish("scoring.drain_partition", partition):
