@@ -1,11 +1,16 @@
 """Celery tasks of the realtime app: thin, named."""
 
+from django.db import OperationalError
+
 from config.transport import task
 
 from .broadcast import broadcast_leaderboard
 
 
-@task("realtime.leaderboard_flush")
+# The database may be restarting: a few retries with back-off, so the last board of a burst is
+# not lost to a blip (the next score change sends a fresh one anyway).
+@task("realtime.leaderboard_flush", autoretry_for=(OperationalError,), retry_backoff=True, retry_backoff_max=30,
+      max_retries=5)
 def leaderboard_flush() -> None:
     """The trailing leaderboard update of a coalesced burst (realtime.broadcast)."""
     broadcast_leaderboard()
