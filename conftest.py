@@ -1,12 +1,32 @@
 """Shared fixtures: an API key client, a staff session client, event factories."""
 
 import itertools
+import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from rest_framework.test import APIClient
 
 _counter = itertools.count()
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a server a test starts as a subprocess)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_database_url() -> str:
+    """The test database as a DATABASE_URL, for processes a test starts (workers, servers)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    scheme, default_port = {"mysql": ("mysql", 3306), "postgresql": ("postgres", 5432)}[connection.vendor]
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or default_port}/{s['NAME']}"
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from stack import children_map  # bench/ is on sys.path (run as bench/chaos.py)
+from stack import tree as process_tree
+
 MARIADBD = os.environ.get("CHAOS_MARIADBD", "/usr/sbin/mariadbd")
 MARIADB_INSTALL_DB = os.environ.get("CHAOS_MARIADB_INSTALL_DB", "mariadb-install-db")
 REDIS_SERVER = os.environ.get("CHAOS_REDIS_SERVER", "redis-server")
@@ -161,31 +164,6 @@ class PrivateMariaDB:
         return self.popen is not None and self.popen.poll() is None
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def process_tree(pid: int) -> list[int]:
-    children = _children_map()
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
-
-
 def cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -226,7 +204,7 @@ class Supervisor:
         if not self.alive():
             return {}
         out = {}
-        for pid in _children_map().get(self.popen.pid, []):
+        for pid in children_map().get(self.popen.pid, []):
             args = cmdline(pid)
             text = " ".join(args)
             if "celery" in text and " worker" in text:

@@ -45,7 +45,7 @@ def free_port(taken: set[int]) -> int:
 # --- /proc: memory of a process tree ---------------------------------------------------------
 
 
-def _children_map() -> dict[int, list[int]]:
+def children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -61,7 +61,7 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def tree(pid: int) -> list[int]:
-    children = _children_map()
+    children = children_map()
     out, todo = [], [pid]
     while todo:
         current = todo.pop()

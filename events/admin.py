@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from scoring.models import validate_event_type
 from scoring.services import events_requeue, events_retry
 
-from .models import (ApiKey, Event, EventStatus, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource,
+from .models import (ApiKey, Event, ImportJob, SegmentEventMapping, SegmentIdentity, SegmentSource,
                      WebhookSource)
 from .services import api_key_create, webhook_source_rotate_secret
 from .webhooks import secret_key_bytes

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections, models, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from config import transport

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from config import transport
 from config.celery import app as celery_app
-from conftest import event_payload
+from conftest import event_payload, free_port, subprocess_database_url
 from events.models import Event, EventStatus
 from events.services import event_ingest
 
@@ -60,19 +58,6 @@ def test_tasks_are_routed_to_their_queue_by_kind(settings):
 # --- A real worker and a Redis restart ------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    scheme = {"mysql": "mysql", "postgresql": "postgres"}[connection.vendor]
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
 
 
 class PrivateRedis:
@@ -123,7 +108,7 @@ def test_a_worker_survives_a_redis_restart_and_scores_what_is_published_after_it
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": broker,
         "TARGETGRID_QUEUE": "celery",
         "TARGETGRID_DATA_DIR": str(tmp_path),

@@ -13,7 +13,7 @@ from django.test import Client
 
 from conftest import event_payload
 from events import services
-from events.models import Event, ImportJob, ImportRowError, WebhookSource
+from events.models import Event, ImportJob, WebhookSource
 from events.segment import segment_source_create
 from events.tests.test_webhooks import signed_headers
 

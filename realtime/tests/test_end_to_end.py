@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from django.db import connection
+from conftest import free_port, subprocess_database_url
 
 from events.services import api_key_create
 from leads.models import Lead
@@ -42,17 +41,6 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    scheme = {"mysql": "mysql", "postgresql": "postgres"}[connection.vendor]
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -65,7 +53,7 @@ def stack(tmp_path):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": os.environ["TEST_REDIS_URL"],
         "TARGETGRID_QUEUE": "celery",
         "TARGETGRID_DATA_DIR": str(tmp_path),
