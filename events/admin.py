@@ -218,11 +218,21 @@ class SegmentEventMappingAdmin(admin.ModelAdmin):
 
 @admin.register(SegmentIdentity)
 class SegmentIdentityAdmin(admin.ModelAdmin):
+    """Read-only: an identity moves to another lead only through the Segment merge
+    (events.segment.leads_merge_placeholder), which moves the lead's events and re-scores both
+    leads under their locks. Re-pointing it here would leave the events (and score) behind."""
+
     list_display = ["kind", "value", "lead", "updated_at"]
     list_filter = ["kind"]
     search_fields = ["value", "lead__email"]
     raw_id_fields = ["lead"]
     list_select_related = ["lead"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request, obj)
 
 
 @admin.register(ImportJob)

@@ -100,3 +100,23 @@ def test_an_operator_may_requeue_a_viewer_may_not(client):
         page = client.get(f"/admin/events/event/{event.id}/change/")
         assert page.status_code == 200 and b'name="_save"' not in page.content
         assert (b"requeue_selected" in client.get("/admin/events/event/").content) is allowed
+
+
+def test_segment_identities_are_read_only_in_the_admin(admin_client):
+    # given an identity of a lead with a scored event, and another lead
+    from events.models import SegmentIdentity
+
+    ann = Lead.objects.create(email="ann@example.com")
+    bob = Lead.objects.create(email="bob@example.com")
+    identity = SegmentIdentity.objects.create(kind="user", value="user-1", lead=ann)
+    url = f"/admin/events/segmentidentity/{identity.pk}/change/"
+
+    # when an operator tries to re-point it to the other lead (which would strand ann's events)
+    response = admin_client.post(url, {"kind": "user", "value": "user-1", "lead": str(bob.pk)})
+
+    # then the admin refuses: the merge service is the only way an identity changes lead
+    assert response.status_code == 403
+    assert SegmentIdentity.objects.get(pk=identity.pk).lead_id == ann.pk
+    assert admin_client.get(url).status_code == 200  # still viewable
+    assert admin_client.get("/admin/events/segmentidentity/add/").status_code == 403
+    assert admin_client.get("/admin/events/segmentidentity/").status_code == 200
