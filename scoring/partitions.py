@@ -46,7 +46,6 @@ import secrets
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from functools import lru_cache
 
 from django.conf import settings
@@ -105,10 +104,6 @@ def wake_age_seconds(partition: int) -> float | None:
         return max(0.0, time.time() - int(value) / 1000)
     except (TypeError, ValueError):
         return None
-
-
-def is_queued(partition: int) -> bool:
-    return bool(client().exists(_key("queued", partition)))
 
 
 def unqueue(*partitions: int) -> None:
@@ -229,22 +224,3 @@ class Drain:
             pipe.eval(_RELEASE, 1, _key("lock", partition), self.token)
         pipe.execute()
 
-
-@contextmanager
-def drain_locks(partition: int, *, renew_for: float | None = None):
-    """Hold ``partition``'s lease (yields a :class:`Drain`, renewed while inside), or yield None if
-    it is taken. Released in ``finally``."""
-    drain = Drain()
-    acquired = bool(drain.acquire([partition]))
-    try:
-        if acquired:
-            drain.start_renewing(max_seconds=renew_for or settings.TARGETGRID_DRAIN_SECONDS + RENEW_MARGIN_SECONDS)
-        yield drain if acquired else None
-    finally:
-        drain.release()
-
-
-@contextmanager
-def drain_lock(partition: int):
-    with drain_locks(partition) as drain:
-        yield drain is not None
