@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError
 
 from .errors import API_PREFIXES, json_error_response
 from .outage import OutageLog
+from .retry import is_transient
 
 logger = logging.getLogger("targetgrid.errors")
 
@@ -65,7 +66,7 @@ class ApiErrorMiddleware:
             return None
         if isinstance(exception, RequestDataTooBig):
             return body_too_large_response(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-        if isinstance(exception, (OperationalError, InterfaceError)):
+        if isinstance(exception, (OperationalError, InterfaceError)) and is_transient(exception):
             # an outage fails every request: log it, not each one
             self._outage.warning("database unavailable on %s %s: %s", request.method, request.path, exception,
                                  exc=exception, level=logging.ERROR)

@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config import transport
+from config.retry import is_transient
 
 from .http import MAX_JSON_DEPTH, json_depth_exceeds, json_loads
 from .models import ImportFormat, ImportJob, ImportRowError, ImportStatus
@@ -480,9 +481,9 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
         return _finish(job.pk, status=ImportStatus.FAILED, error=exc.message, progress=progress)
     except FileNotFoundError:
         return _finish(job.pk, status=ImportStatus.FAILED, error="the uploaded file is gone", progress=progress)
-    except OperationalError:
-        raise  # transient (lock wait, connection): the task retries and resumes at the committed offset
     except Exception as exc:
+        if is_transient(exc):
+            raise  # the task retries and resumes at the committed offset
         logger.exception("import %s failed", job.pk)
         return _finish(job.pk, status=ImportStatus.FAILED, error=f"internal error: {type(exc).__name__}",
                        progress=progress)
@@ -496,9 +497,12 @@ def _chunk_commit_isolating(*, job_id: int, expected_offset: int, rows: list[Row
     never fails its chunk or the job."""
     try:
         return _chunk_commit(job_id=job_id, expected_offset=expected_offset, rows=rows, progress=progress)
-    except OperationalError:
-        raise  # transient (lock wait, connection): the task retries and resumes at the committed offset
     except Exception as exc:
+        # Transient (lock wait, lost connection): the task retries and resumes at the committed
+        # offset. mysqlclient raises a refused *value* (1366, 4025 CHECK) as OperationalError too:
+        # the error code decides (config.retry.is_transient), not the class.
+        if is_transient(exc):
+            raise
         if len(rows) == 1:
             logger.warning("import %s: row %s could not be stored", job_id, rows[0].number, exc_info=True)
             reason = f"could not be stored: {type(exc).__name__}: {printable(str(exc))}"

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from config.bulk import dicts_insert
-from config.retry import run_with_retries
+from config.retry import is_transient, run_with_retries
 from leads.selectors import leads_resolve
 from leads.services import leads_ensure_for_emails
 from scoring.partitions import partition_of
@@ -244,9 +244,11 @@ def _insert(to_write, *, source: str, now, unscored: Mapping[int, str], by_email
 
 
 # What a database (or its driver) raises for a row it will not store: never a reason to lose the
-# other rows of the statement. (OperationalError is not here: a lost connection or a deadlock is
-# about the transaction, not a row, and is retried or answered 503.)
-ROW_REFUSED = (DataError, IntegrityError, ValueError)  # ValueError: also the drivers' encoding errors
+# other rows of the statement. ValueError: also the drivers' encoding errors. OperationalError only
+# when it is about the value (mysqlclient raises 1366 incorrect string value and 4025 CHECK so): a
+# lost connection or a deadlock (config.retry.is_transient) is about the transaction, not a row, and
+# is retried or answered 503.
+ROW_REFUSED = (DataError, IntegrityError, ValueError, OperationalError)
 _EVENT_COLUMNS = ("metadata", "event_id", "event_type", "timestamp", "lead_id", "source")
 
 
@@ -262,6 +264,8 @@ def _rows_insert_isolating(rows: list[dict], refused: dict[str, tuple[str, str]]
                 return dicts_insert(Event, rows, ignore_conflicts=True)
         return dicts_insert(Event, rows, ignore_conflicts=True)
     except ROW_REFUSED as exc:
+        if is_transient(exc):
+            raise
         if len(rows) == 1:
             reason = printable(str(exc))[:500] or type(exc).__name__
             name = "lead_id" if "foreign key" in reason.lower() else next(

@@ -208,15 +208,17 @@ def test_a_body_over_the_limit_is_413_json(api, settings):
 # --- A row the database refuses is rejected alone ---------------------------------------------
 
 
-@pytest.fixture
-def poisoned_insert(monkeypatch):
+@pytest.fixture(params=[IntegrityError, OperationalError], ids=["IntegrityError", "OperationalError"])
+def poisoned_insert(monkeypatch, request):
     """The database refuses any row whose event_id starts with "poison" (as MariaDB's JSON CHECK
-    refuses what validation let through): the whole multi-row statement fails."""
+    refuses what validation let through): the whole multi-row statement fails. mysqlclient raises
+    such a refused value as OperationalError (4025, 1366), not only as IntegrityError/DataError."""
     real = services.dicts_insert
+    error = request.param
 
     def insert(model, rows, **kwargs):
         if any(str(row["event_id"]).startswith("poison") for row in rows):
-            raise IntegrityError(4025, "CONSTRAINT `events_event.metadata` failed for `tg`.`events_event`")
+            raise error(4025, "CONSTRAINT `events_event.metadata` failed for `tg`.`events_event`")
         return real(model, rows, **kwargs)
 
     monkeypatch.setattr(services, "dicts_insert", insert)
