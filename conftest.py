@@ -86,8 +86,40 @@ def ensure_default_rules():
     defaults = import_module("scoring.migrations.0002_default_rules").DEFAULT_RULES
     for event_type, points, description in defaults:
         ScoringRule.objects.get_or_create(event_type=event_type, defaults={"points": points, "description": description})
+    publish_draft_if_unpublished()
     for event_name, event_type in import_module("events.migrations.0003_default_segment_mappings").DEFAULT_MAPPINGS:
         SegmentEventMapping.objects.get_or_create(event_name=event_name, defaults={"event_type": event_type})
+
+
+def publish_draft_if_unpublished():
+    """Version 1 = the draft, as the data migration publishes it (flushed by transactional tests)."""
+    from scoring.models import RuleSetVersion
+
+    if not RuleSetVersion.objects.exists():
+        publish_draft_now()
+
+
+def publish_draft_now(*, note: str = "test") -> int:
+    """Publish the draft inside the current (test) transaction, without a background rescore:
+    what ``scoring.rescoring.ruleset_publish`` stores, for tests that edit rules and score at once."""
+    from django.utils import timezone
+
+    from scoring.models import RuleSetVersion
+    from scoring.rulesets import draft_snapshot, snapshot_diff, version_snapshot
+
+    previous = RuleSetVersion.objects.order_by("-number").first()
+    snapshot = draft_snapshot()
+    version = RuleSetVersion.objects.create(
+        number=(previous.number if previous else 0) + 1, changes=snapshot_diff(version_snapshot(previous), snapshot),
+        note=note, published_by="test", published_at=timezone.now(), **snapshot,
+    )
+    return version.number
+
+
+@pytest.fixture
+def publish():
+    """``publish()`` publishes the draft (no background rescore); returns the version number."""
+    return publish_draft_now
 
 
 @pytest.fixture(autouse=True)

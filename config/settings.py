@@ -247,6 +247,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("scoring", "imports", "realtime", "celery")]
 CELERY_TASK_ROUTES = {
+    # Long jobs share the imports workers, so they never hold up scoring.
+    "scoring.rescore_run": {"queue": "imports"},
+    "scoring.decay_refresh": {"queue": "imports"},
     "scoring.*": {"queue": "scoring"},
     "events.import*": {"queue": "imports"},
     "realtime.*": {"queue": "realtime"},
@@ -258,15 +261,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_t
 # The sweep is cheap (one indexed query; wake-ups only for partitions with old pending events), so
 # frequent: scoring resumes within seconds of any fault ending, whatever happened to the wake-ups.
 TARGETGRID_SWEEP_SECONDS = env_int("TARGETGRID_SWEEP_SECONDS", 5)
+# Decay (docs/scoring-model.md): leads holding a decaying contribution are re-evaluated this often.
+TARGETGRID_DECAY_REFRESH_SECONDS = env_int("TARGETGRID_DECAY_REFRESH_SECONDS", 900)
+# Leads per transaction of a background rescore.
+TARGETGRID_RESCORE_BATCH = env_int("TARGETGRID_RESCORE_BATCH", 500)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": float(TARGETGRID_SWEEP_SECONDS)},
     "resume-stalled-imports": {"task": "events.imports_resume_stalled", "schedule": 60.0},
+    "resume-stalled-rescores": {"task": "scoring.rescore_resume", "schedule": 30.0},
+    "decay-refresh": {"task": "scoring.decay_refresh", "schedule": float(TARGETGRID_DECAY_REFRESH_SECONDS)},
 }
 # The embedded worker (config/embedded.py) is its own beat; at start-up it runs each entry above
 # once with these kwargs, taking over at once whatever a previous server process left pending.
 TARGETGRID_EMBEDDED_STARTUP_KWARGS = {
     "scoring.sweep_pending": {"older_than_seconds": 0},
     "events.imports_resume_stalled": {"older_than_seconds": 0},
+    "scoring.rescore_resume": {"older_than_seconds": 0},
 }
 
 # --- TargetGrid behaviour -------------------------------------------------------------------

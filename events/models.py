@@ -28,6 +28,7 @@ class Event(models.Model):
     # The lead's score right after this event in the event-time fold (a re-fold checkpoint).
     score_after = models.IntegerField(null=True, blank=True)
     late = models.BooleanField(default=False, help_text="Arrived after a newer event of its lead was scored.")
+    rule_version = models.PositiveIntegerField(null=True, blank=True, help_text="The rule-set version scored under.")
     metadata = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=32, default="api")
     error = models.TextField(blank=True, default="")

@@ -13,17 +13,32 @@ class Lead(models.Model):
     last_name = models.CharField(max_length=100, blank=True, default="")
     company = models.CharField(max_length=200, blank=True, default="")
     phone = models.CharField(max_length=50, blank=True, default="")
+    job_title = models.CharField(max_length=200, blank=True, default="")
     current_score = models.IntegerField(default=0)
     max_score = models.IntegerField(default=1000, validators=[MinValueValidator(0)])
     # The (timestamp, event_id) of the newest processed event: the end of the lead's fold.
     last_processed_event_time = models.DateTimeField(null=True, blank=True)
     last_processed_event_id = BinaryCharField(max_length=255, blank=True, default="")
+    # The fit score (profile rules) and the grade (fit letter + engagement digit, "A1" … "D4").
+    fit_score = models.IntegerField(default=0)
+    grade = models.CharField(max_length=2, default="D4")
+    # The rule-set version the score was computed under (0: none yet) and the time it was
+    # evaluated at (decay is relative to it; docs/scoring-model.md).
+    rule_version = models.PositiveIntegerField(default=0)
+    score_as_of = models.DateTimeField(null=True, blank=True)
+    decaying = models.BooleanField(default=False, help_text="Holds a decaying contribution (refreshed periodically).")
+    # Frequency-cap state at the end of the fold (engine.FoldState.caps), for in-order events.
+    fold_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["-current_score", "id"], name="lead_score_idx"),
+            models.Index(fields=["-fit_score", "id"], name="lead_fit_idx"),
+            models.Index(fields=["grade"], name="lead_grade_idx"),
+            models.Index(fields=["rule_version", "id"], name="lead_rule_version_idx"),
+            models.Index(fields=["decaying", "id"], name="lead_decaying_idx"),
             models.Index(fields=["created_at"], name="lead_created_idx"),
         ]
         constraints = [

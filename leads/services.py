@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config import transport
+
 from .models import Lead
 
 
@@ -24,15 +26,18 @@ def lead_create(
     last_name: str = "",
     company: str = "",
     phone: str = "",
+    job_title: str = "",
     max_score: int = 1000,
 ) -> Lead:
     email = email.strip().lower()
     lead = Lead(
-        email=email, first_name=first_name, last_name=last_name, company=company, phone=phone, max_score=max_score
+        email=email, first_name=first_name, last_name=last_name, company=company, phone=phone,
+        job_title=job_title, max_score=max_score,
     )
     try:
         with transaction.atomic():
             lead.save(force_insert=True)
+            _profile_changed(lead.pk)
     except IntegrityError:
         existing = Lead.objects.filter(email=email).first()
         if existing is None:
@@ -73,7 +78,12 @@ def leads_lock(*, lead_ids: Iterable) -> dict:
     return {lead.id: lead for lead in Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
 
 
-PROFILE_FIELDS = ("first_name", "last_name", "company", "phone")
+def _profile_changed(lead_id) -> None:
+    """After commit: the fit score depends on the profile (scoring listens)."""
+    transport.notify_on_commit("lead.profile_changed", [lead_id])
+
+
+PROFILE_FIELDS = ("first_name", "last_name", "company", "phone", "job_title")
 # What an operator may edit on a lead (admin form, import). Never the score fields
 # (current_score, last_processed_*: scoring owns them) nor max_score (a scoring parameter:
 # scoring.services.lead_max_score_set re-folds the score with it under the lead's lock).
@@ -105,6 +115,7 @@ def lead_profile_set(*, lead_id, fields: Mapping[str, object]) -> list[str]:
         try:
             with transaction.atomic():
                 Lead.objects.filter(pk=lead_id).update(**changes, updated_at=timezone.now())
+                _profile_changed(lead_id)
         except IntegrityError:
             existing = Lead.objects.filter(email=changes.get("email")).exclude(pk=lead_id).first()
             if existing is None:
@@ -130,4 +141,5 @@ def lead_profile_update(*, lead_id, **fields) -> bool:
             changes[name] = value
     if changes:
         Lead.objects.filter(pk=lead_id).update(**changes, updated_at=timezone.now())
+        _profile_changed(lead_id)
     return bool(changes)

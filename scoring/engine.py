@@ -5,14 +5,20 @@ events sorted by ``(timestamp, event_id)``; a :class:`LeadTimeline` applies new 
 of that fold (the common case) or, for a late event, re-folds from the event's position using the
 ``score_after`` checkpoint stored with each event.
 
-The fold state is explicit (:class:`FoldState`) so that later rules (metadata conditions, frequency
-caps, decay) can extend it without changing the callers.
+Rules (docs/scoring-model.md is the definition): a :class:`RuleSet` (one published version) holds
+behaviour rules with metadata/source conditions, priorities, frequency caps and decay, fit rules on
+the lead's profile, and grade thresholds. :func:`evaluate` is the whole definition — every event of a
+lead, matched, capped, decayed at ``as_of`` and clamped in event-time order; :class:`LeadTimeline`
+is its incremental form for rule sets without caps or decay (and for in-order events with caps).
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -184,3 +190,524 @@ class LeadTimeline:
         if not late and new != unclamped:
             text += f" (capped at {self.max_score})" if unclamped > new else " (floored at 0)"
         return text
+
+
+# --- Rules --------------------------------------------------------------------------------------
+
+OPERATORS = ("equals", "not_equals", "contains", "starts_with", "regex", "in", "greater", "less", "exists")
+FIT_FIELDS = ("email", "email_domain", "free_mail", "first_name", "last_name", "company", "job_title", "phone")
+MAX_REGEX_LENGTH = 500
+_MISSING = object()
+
+# Domains of free e-mail providers (a fit rule's ``free_mail`` field).
+FREE_MAIL_DOMAINS = frozenset(
+    """aol.com gmail.com googlemail.com gmx.com gmx.de gmx.net hotmail.com hotmail.co.uk hotmail.fr icloud.com
+    live.com mac.com mail.com mail.ru me.com msn.com outlook.com outlook.fr proton.me protonmail.com qq.com
+    rediffmail.com t-online.de web.de yahoo.com yahoo.co.uk yahoo.fr yandex.com yandex.ru ymail.com zoho.com
+    163.com 126.com naver.com laposte.net orange.fr free.fr libero.it""".split()
+)
+
+
+class RuleError(ValueError):
+    """A rule or condition that cannot be evaluated (the message names the field)."""
+
+
+def _number(value):
+    """``value`` as a number for greater/less (numbers and numeric strings), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if not (isinstance(value, float) and math.isnan(value)) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return None if math.isnan(number) or math.isinf(number) else number
+    return None
+
+
+def _same(actual, expected, fold_case: bool) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual is expected
+    if isinstance(actual, (int, float)) and isinstance(expected, (int, float)):
+        return actual == expected
+    if isinstance(actual, str) and isinstance(expected, str):
+        return actual.casefold() == expected.casefold() if fold_case else actual == expected
+    return actual == expected
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: object = None
+    ignore_case: bool = False
+    path: tuple = ()
+    pattern: re.Pattern | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping, *, fields: Sequence[str] | None = None) -> Condition:
+        """Validate one condition (``{"field", "op", "value", "ignore_case"}``); raises RuleError."""
+        if not isinstance(data, Mapping):
+            raise RuleError("a condition is an object with field, op and value")
+        unknown = set(data) - {"field", "op", "value", "ignore_case"}
+        if unknown:
+            raise RuleError(f"unknown condition keys: {', '.join(sorted(map(str, unknown)))}")
+        name, op, value = data.get("field"), data.get("op"), data.get("value")
+        ignore_case = data.get("ignore_case", False)
+        if not isinstance(name, str) or not name:
+            raise RuleError("field: required (source, metadata.<path> or a profile field)")
+        if fields is not None:
+            if name not in fields:
+                raise RuleError(f"field: {name!r} is not one of {', '.join(fields)}")
+            path = (name,)
+        elif name == "source":
+            path = ("source",)
+        elif name.startswith("metadata.") and all(name.split(".")[1:]):
+            path = ("metadata", *name.split(".")[1:])
+        else:
+            raise RuleError(f"field: {name!r} must be 'source' or 'metadata.<path>' (e.g. metadata.url)")
+        if op not in OPERATORS:
+            raise RuleError(f"op: {op!r} is not one of {', '.join(OPERATORS)}")
+        if not isinstance(ignore_case, bool):
+            raise RuleError("ignore_case: must be true or false")
+        pattern = None
+        if op in ("contains", "starts_with") and not isinstance(value, str) and not (
+            op == "contains" and isinstance(value, (int, float, bool))
+        ):
+            raise RuleError(f"value: {op} needs a string")
+        if op == "regex":
+            if not isinstance(value, str) or len(value) > MAX_REGEX_LENGTH:
+                raise RuleError(f"value: regex needs a pattern of at most {MAX_REGEX_LENGTH} characters")
+            try:
+                pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
+            except re.error as exc:
+                raise RuleError(f"value: invalid regular expression ({exc})") from None
+        if op == "in" and not (isinstance(value, list) and value):
+            raise RuleError("value: in needs a non-empty list")
+        if op in ("greater", "less") and _number(value) is None:
+            raise RuleError(f"value: {op} needs a number")
+        if op == "exists":
+            value = True if value is None else value
+            if not isinstance(value, bool):
+                raise RuleError("value: exists takes true or false")
+        if op in ("equals", "not_equals") and isinstance(value, (dict, list)):
+            raise RuleError(f"value: {op} compares with a string, number or boolean")
+        return cls(name, op, value, ignore_case, path, pattern)
+
+    def as_dict(self) -> dict:
+        data = {"field": self.field, "op": self.op, "value": self.value}
+        if self.ignore_case:
+            data["ignore_case"] = True
+        return data
+
+    def lookup(self, subject: Mapping):
+        value = subject
+        for part in self.path:
+            if isinstance(value, Mapping):
+                value = value.get(part, _MISSING)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return _MISSING
+            if value is _MISSING:
+                return _MISSING
+        return value
+
+    def holds(self, subject: Mapping) -> bool:
+        actual = self.lookup(subject)
+        op, expected, fold_case = self.op, self.value, self.ignore_case
+        if op == "exists":
+            return (actual is not _MISSING and actual is not None) is expected
+        if actual is _MISSING:
+            return op == "not_equals"
+        if op == "equals":
+            return _same(actual, expected, fold_case)
+        if op == "not_equals":
+            return not _same(actual, expected, fold_case)
+        if op == "in":
+            return any(_same(actual, item, fold_case) for item in expected)
+        if op == "contains":
+            if isinstance(actual, list):
+                return any(_same(item, expected, fold_case) for item in actual)
+            if isinstance(actual, str) and isinstance(expected, str):
+                return expected.casefold() in actual.casefold() if fold_case else expected in actual
+            return False
+        if op == "starts_with":
+            if not isinstance(actual, str):
+                return False
+            return actual.casefold().startswith(expected.casefold()) if fold_case else actual.startswith(expected)
+        if op == "regex":
+            return isinstance(actual, str) and self.pattern.search(actual) is not None
+        left, right = _number(actual), _number(expected)
+        if left is None or right is None:
+            return False
+        return left > right if op == "greater" else left < right
+
+
+def conditions_parse(data, *, fields: Sequence[str] | None = None) -> tuple[Condition, ...]:
+    if data in (None, ""):
+        return ()
+    if not isinstance(data, list):
+        raise RuleError("conditions: a list of {field, op, value} objects")
+    out = []
+    for index, item in enumerate(data):
+        try:
+            out.append(Condition.parse(item, fields=fields))
+        except RuleError as exc:
+            raise RuleError(f"conditions[{index}].{exc}") from None
+    return tuple(out)
+
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A behaviour rule of one published version (``key`` is stable across versions)."""
+
+    key: str
+    event_type: str
+    points: int
+    name: str = ""
+    priority: int = 100
+    conditions: tuple[Condition, ...] = ()
+    cap_count: int | None = None
+    cap_window_seconds: int | None = None
+    half_life_days: float | None = None
+    expire_after_days: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.event_type
+
+    @property
+    def capped(self) -> bool:
+        return self.cap_count is not None
+
+    @property
+    def decays(self) -> bool:
+        return self.half_life_days is not None or self.expire_after_days is not None
+
+    def matches(self, subject: Mapping) -> bool:
+        return all(condition.holds(subject) for condition in self.conditions)
+
+    def factor(self, age_seconds: float) -> float:
+        """The decay factor of a contribution of this age (docs/scoring-model.md)."""
+        age = max(0.0, age_seconds)
+        if self.expire_after_days is not None and age >= self.expire_after_days * DAY:
+            return 0.0
+        if self.half_life_days is not None:
+            return 0.5 ** (age / (self.half_life_days * DAY))
+        return 1.0
+
+
+@dataclass(frozen=True)
+class FitRule:
+    key: str
+    points: int
+    name: str = ""
+    priority: int = 100
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name or "fit rule"
+
+
+@dataclass(frozen=True)
+class Grades:
+    fit_a: int = 60
+    fit_b: int = 40
+    fit_c: int = 20
+    score_1: int = 300
+    score_2: int = 100
+    score_3: int = 40
+
+    def grade(self, *, fit_score: int, score: int) -> str:
+        letter = "A" if fit_score >= self.fit_a else "B" if fit_score >= self.fit_b else "C" if fit_score >= self.fit_c else "D"
+        digit = "1" if score >= self.score_1 else "2" if score >= self.score_2 else "3" if score >= self.score_3 else "4"
+        return letter + digit
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """One published version: what every score under it is a fold of."""
+
+    version: int
+    rules: tuple[Rule, ...] = ()
+    match_mode: str = "all"
+    fit_rules: tuple[FitRule, ...] = ()
+    grades: Grades = Grades()
+
+    def __post_init__(self) -> None:
+        if self.match_mode not in ("all", "first"):
+            raise RuleError(f"match_mode: {self.match_mode!r} is not 'all' or 'first'")
+        by_type: dict[str, list[Rule]] = {}
+        for rule in sorted(self.rules, key=lambda r: (r.priority, _key_order(r.key))):
+            by_type.setdefault(rule.event_type, []).append(rule)
+        object.__setattr__(self, "_by_type", {t: tuple(rules) for t, rules in by_type.items()})
+        object.__setattr__(self, "_unconditional", {
+            t: rules[0].points for t, rules in by_type.items()
+            if len(rules) == 1 and not rules[0].conditions and not rules[0].capped and not rules[0].decays
+        })
+        object.__setattr__(self, "stateful", any(rule.capped for rule in self.rules))
+        object.__setattr__(self, "decays", any(rule.decays for rule in self.rules))
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(self._by_type)
+
+    def rules_for(self, event_type: str) -> tuple[Rule, ...]:
+        return self._by_type.get(event_type, ())
+
+    def matching(self, event: EngineEvent) -> tuple[Rule, ...]:
+        """The rules whose conditions hold for the event (before caps): all, or the first one."""
+        rules = self._by_type.get(event.event_type, ())
+        if not rules:
+            return ()
+        subject = {"source": event.source, "metadata": event.metadata}
+        if self.match_mode == "first":
+            for rule in rules:
+                if rule.matches(subject):
+                    return (rule,)
+            return ()
+        return tuple(rule for rule in rules if rule.matches(subject))
+
+    def fit(self, profile: Mapping) -> tuple[int, tuple[FitRule, ...]]:
+        """The fit score of a profile (clamped to [0, 100]) and the fit rules that matched."""
+        subject = fit_subject(profile)
+        matched = tuple(rule for rule in self.fit_rules if all(c.holds(subject) for c in rule.conditions))
+        return max(0, min(100, sum(rule.points for rule in matched))), matched
+
+    def grade(self, *, fit_score: int, score: int) -> str:
+        return self.grades.grade(fit_score=fit_score, score=score)
+
+
+def _key_order(key: str):
+    return (0, int(key[1:]), key) if key[1:].isdigit() else (1, 0, key)
+
+
+def fit_subject(profile: Mapping) -> dict:
+    email = str(profile.get("email") or "")
+    domain = email.rpartition("@")[2].lower() if "@" in email else ""
+    subject = {name: profile.get(name) or "" for name in ("first_name", "last_name", "company", "job_title", "phone")}
+    # An empty profile field counts as absent ("company exists" means a company is filled in).
+    subject = {name: value for name, value in subject.items() if value != ""}
+    subject.update(email=email, email_domain=domain, free_mail=domain in FREE_MAIL_DOMAINS)
+    return subject
+
+
+# --- Evaluation: the whole definition ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """An event as the rule set sees it."""
+
+    key: EventKey
+    event_type: str
+    metadata: Mapping = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    rule: Rule
+    points: int  # 0 when capped
+    capped: bool = False
+
+
+def _epoch(timestamp: datetime) -> float:
+    return timestamp.timestamp()
+
+
+class CapCounter:
+    """Per-rule cap state: the event times (epoch seconds) of a rule's counted contributions
+    within its window (at most ``cap_count``), or a plain count for a cap without a window."""
+
+    __slots__ = ("counts", "recent")
+
+    def __init__(self, data: Mapping | None = None):
+        data = data or {}
+        self.counts: dict[str, int] = dict(data.get("counts", {}))
+        self.recent: dict[str, list[float]] = {k: list(v) for k, v in data.get("recent", {}).items()}
+
+    def copy(self) -> CapCounter:
+        return CapCounter(self.as_dict())
+
+    def as_dict(self) -> dict:
+        out = {}
+        if self.counts:
+            out["counts"] = dict(self.counts)
+        if self.recent:
+            out["recent"] = {k: list(v) for k, v in self.recent.items()}
+        return out
+
+    def take(self, rule: Rule, at: float) -> bool:
+        """Count one contribution of ``rule`` at ``at`` if its cap allows; False when capped."""
+        if rule.cap_count is None:
+            return True
+        if rule.cap_window_seconds is None:
+            used = self.counts.get(rule.key, 0)
+            if used >= rule.cap_count:
+                return False
+            self.counts[rule.key] = used + 1
+            return True
+        recent = [t for t in self.recent.get(rule.key, ()) if t > at - rule.cap_window_seconds]
+        if len(recent) >= rule.cap_count:
+            self.recent[rule.key] = recent
+            return False
+        recent.append(at)
+        self.recent[rule.key] = recent[-rule.cap_count:]
+        return True
+
+
+def contributions(ruleset: RuleSet, event: EngineEvent, caps: CapCounter) -> tuple[Contribution, ...]:
+    """The event's contributions under the rule set, counting them against (and updating) ``caps``."""
+    simple = ruleset._unconditional.get(event.event_type)
+    if simple is not None:
+        return (Contribution(ruleset._by_type[event.event_type][0], simple),)
+    out = []
+    for rule in ruleset.matching(event):
+        if caps.take(rule, _epoch(event.key.timestamp)):
+            out.append(Contribution(rule, rule.points))
+        else:
+            out.append(Contribution(rule, 0, capped=True))
+    return tuple(out)
+
+
+def round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+@dataclass
+class EvaluatedEvent:
+    event: EngineEvent
+    contributions: tuple[Contribution, ...]
+    points: int  # undecayed sum of the contributions (what ``Event.points`` stores)
+    score_after: int  # rounded running score right after this event, at ``as_of``
+
+    @property
+    def decaying(self) -> bool:
+        return any(c.points and c.rule.decays for c in self.contributions)
+
+
+@dataclass
+class RuleBreakdown:
+    rule: Rule
+    matched: int = 0
+    counted: int = 0
+    capped: int = 0
+    raw_points: int = 0
+    effective: float = 0.0
+
+    @property
+    def points(self) -> int:
+        return round_half_up(self.effective)
+
+    @property
+    def decayed(self) -> int:
+        return self.raw_points - self.points
+
+
+@dataclass
+class Evaluation:
+    score: int
+    last_key: EventKey | None
+    events: list[EvaluatedEvent]
+    caps: CapCounter
+    decaying: bool
+    breakdown: dict[str, RuleBreakdown]
+    clamp_adjustment: float
+    unrounded: float
+
+    @property
+    def state(self) -> FoldState:
+        return FoldState(self.score, self.last_key)
+
+    def explain(self) -> dict:
+        """Per rule (matched/counted/capped/raw/decayed/points) plus the clamp and rounding
+        adjustments; the items' points plus the adjustments equal ``score``."""
+        items = sorted(self.breakdown.values(), key=lambda b: (b.rule.event_type, b.rule.priority, _key_order(b.rule.key)))
+        clamp_points = round_half_up(self.clamp_adjustment)
+        rounding = self.score - sum(b.points for b in items) - clamp_points
+        return {
+            "score": self.score,
+            "rules": [
+                {
+                    "rule": b.rule.key,
+                    "name": b.rule.label,
+                    "event_type": b.rule.event_type,
+                    "events_matched": b.matched,
+                    "events_counted": b.counted,
+                    "events_capped": b.capped,
+                    "raw_points": b.raw_points,
+                    "decayed": b.decayed,
+                    "points": b.points,
+                }
+                for b in items
+            ],
+            "clamp_adjustment": clamp_points,
+            "rounding_adjustment": rounding,
+        }
+
+
+def evaluate(
+    ruleset: RuleSet,
+    events: Iterable[EngineEvent],
+    *,
+    max_score: int,
+    as_of: datetime | None,
+) -> Evaluation:
+    """The definition: every event of a lead, in ``(timestamp, event_id)`` order, duplicates once,
+    matched under ``ruleset``, capped in event time, decayed at ``as_of`` and clamped per step."""
+    ordered, seen = [], set()
+    for event in sorted(events, key=lambda e: e.key):
+        if event.key.event_id in seen:
+            continue
+        seen.add(event.key.event_id)
+        ordered.append(event)
+    now = _epoch(as_of) if as_of is not None else None
+    caps = CapCounter()
+    score = 0.0
+    adjustment = 0.0
+    out: list[EvaluatedEvent] = []
+    breakdown: dict[str, RuleBreakdown] = {}
+    decaying = False
+    for event in ordered:
+        contribs = contributions(ruleset, event, caps)
+        at = _epoch(event.key.timestamp)
+        delta = 0.0
+        for contribution in contribs:
+            rule = contribution.rule
+            item = breakdown.get(rule.key)
+            if item is None:
+                item = breakdown[rule.key] = RuleBreakdown(rule)
+            item.matched += 1
+            if contribution.capped:
+                item.capped += 1
+                continue
+            item.counted += 1
+            item.raw_points += contribution.points
+            value = float(contribution.points)
+            if rule.decays and contribution.points:
+                decaying = True
+                value *= rule.factor((now - at) if now is not None else 0.0)
+            item.effective += value
+            delta += value
+        unclamped = score + delta
+        score = min(float(max_score), max(0.0, unclamped))
+        adjustment += score - unclamped
+        out.append(EvaluatedEvent(event, contribs, sum(c.points for c in contribs), round_half_up(score)))
+    return Evaluation(
+        score=round_half_up(score),
+        last_key=ordered[-1].key if ordered else None,
+        events=out,
+        caps=caps,
+        decaying=decaying,
+        breakdown=breakdown,
+        clamp_adjustment=adjustment,
+        unrounded=score,
+    )

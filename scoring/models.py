@@ -5,6 +5,8 @@ from django.db import models
 
 from config.fields import BinaryCharField
 
+from . import engine
+
 EVENT_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
@@ -13,19 +15,181 @@ def validate_event_type(value: str) -> None:
         raise ValidationError("Event types are UPPER_SNAKE_CASE (A-Z, 0-9, _), at most 64 characters.")
 
 
+class MatchMode(models.TextChoices):
+    ALL = "all", "All matching rules add up"
+    FIRST = "first", "First matching rule by priority wins"
+
+
 class ScoringRule(models.Model):
-    event_type = BinaryCharField(max_length=64, unique=True, validators=[validate_event_type])
-    points = models.IntegerField()
+    """A behaviour rule of the **draft** rule set; it scores only once a version is published
+    (``RuleSetVersion``). The definition of every field: docs/scoring-model.md."""
+
+    name = models.CharField(max_length=100, blank=True, default="", help_text="Shown in explanations.")
+    event_type = BinaryCharField(max_length=64, validators=[validate_event_type])
+    points = models.IntegerField(help_text="May be negative (UNSUBSCRIBE -50).")
+    priority = models.IntegerField(default=100, help_text="Lower first; decides the first match.")
     enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    conditions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='All must hold, e.g. [{"field": "metadata.url", "op": "contains", "value": "/pricing"}].',
+    )
+    cap_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many contributions per lead (empty: no cap)."
+    )
+    cap_window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Rolling window of the cap in event time (86400: per day; empty: ever)."
+    )
+    half_life_days = models.FloatField(null=True, blank=True, help_text="Points halve every this many days.")
+    expire_after_days = models.FloatField(null=True, blank=True, help_text="Points count 0 from this age on.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["event_type", "priority", "id"]
+
+    def clean(self) -> None:
+        errors = {}
+        try:
+            engine.conditions_parse(self.conditions)
+        except engine.RuleError as exc:
+            errors["conditions"] = str(exc)
+        if self.cap_window_seconds is not None and self.cap_count is None:
+            errors["cap_window_seconds"] = "A cap window needs a cap count."
+        if self.cap_count is not None and self.cap_count < 1:
+            errors["cap_count"] = "At least 1 (leave empty for no cap)."
+        if self.cap_window_seconds is not None and self.cap_window_seconds < 1:
+            errors["cap_window_seconds"] = "At least 1 second (leave empty: the cap counts forever)."
+        for name in ("half_life_days", "expire_after_days"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value <= 36_500):
+                errors[name] = "Between 0 (excluded) and 36,500 days."
+        if self.points is not None and not -100_000 <= self.points <= 100_000:
+            errors["points"] = "Between -100,000 and 100,000."
+        if errors:
+            raise ValidationError(errors)
+
+    def __str__(self) -> str:
+        label = self.name or self.event_type
+        return f"{label} ({self.points:+d})"
+
+
+class FitField(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    EMAIL_DOMAIN = "email_domain", "E-mail domain"
+    FREE_MAIL = "free_mail", "Free-mail domain (true/false)"
+    FIRST_NAME = "first_name", "First name"
+    LAST_NAME = "last_name", "Last name"
+    COMPANY = "company", "Company"
+    JOB_TITLE = "job_title", "Job title"
+    PHONE = "phone", "Phone"
+
+
+class FitRule(models.Model):
+    """A fit rule of the draft: points when the lead's profile matches (docs/scoring-model.md)."""
+
+    name = models.CharField(max_length=100, blank=True, default="")
+    points = models.IntegerField()
+    priority = models.IntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+    conditions = models.JSONField(
+        default=list,
+        help_text='All must hold, e.g. [{"field": "company", "op": "exists", "value": true}].',
+    )
     description = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["event_type"]
+        ordering = ["priority", "id"]
+
+    def clean(self) -> None:
+        try:
+            engine.conditions_parse(self.conditions, fields=engine.FIT_FIELDS)
+        except engine.RuleError as exc:
+            raise ValidationError({"conditions": str(exc)}) from None
+        if self.points is not None and not -100 <= self.points <= 100:
+            raise ValidationError({"points": "Between -100 and 100 (the fit score is clamped to 0-100)."})
 
     def __str__(self) -> str:
-        return f"{self.event_type} ({self.points:+d})"
+        return f"{self.name or 'fit rule'} ({self.points:+d})"
+
+
+class ScoringSettings(models.Model):
+    """The draft rule set's own settings (one row, pk 1)."""
+
+    match_mode = models.CharField(max_length=8, choices=MatchMode.choices, default=MatchMode.ALL)
+    grade_fit_a = models.IntegerField(default=60)
+    grade_fit_b = models.IntegerField(default=40)
+    grade_fit_c = models.IntegerField(default=20)
+    grade_score_1 = models.IntegerField(default=300)
+    grade_score_2 = models.IntegerField(default=100)
+    grade_score_3 = models.IntegerField(default=40)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "rule-set settings (draft)"
+
+    def __str__(self) -> str:
+        return "Rule-set settings (draft)"
+
+
+class RuleSetVersion(models.Model):
+    """A published, immutable rule set: the snapshot every score under it is a fold of."""
+
+    number = models.PositiveIntegerField(unique=True)
+    match_mode = models.CharField(max_length=8, choices=MatchMode.choices, default=MatchMode.ALL)
+    rules = models.JSONField(default=list, help_text="Snapshot of the behaviour rules (scoring.rulesets).")
+    fit_rules = models.JSONField(default=list)
+    grades = models.JSONField(default=dict)
+    changes = models.JSONField(default=list, help_text="What changed against the previous version.")
+    note = models.TextField(blank=True, default="")
+    published_by = models.CharField(max_length=150, blank=True, default="")
+    published_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"rules v{self.number}"
+
+
+class RescoreStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    SUPERSEDED = "superseded", "Superseded by a newer version"
+    FAILED = "failed", "Failed"
+
+
+class RescoreJob(models.Model):
+    """A background rescore of every lead to ``version``; ``cursor`` (the last lead pk done) and the
+    counters are committed with each batch, so a crashed job resumes where it stopped."""
+
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=RescoreStatus.choices, default=RescoreStatus.QUEUED)
+    total = models.BigIntegerField(default=0)
+    done = models.BigIntegerField(default=0)
+    changed = models.BigIntegerField(default=0)
+    cursor = models.CharField(max_length=64, blank=True, default="")
+    lead_id = models.UUIDField(null=True, blank=True, help_text="Only this lead (manage.py rescore --lead).")
+    error = models.TextField(blank=True, default="")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "updated_at"], name="rescorejob_status_idx")]
+
+    def __str__(self) -> str:
+        return f"rescore to v{self.version} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (RescoreStatus.COMPLETED, RescoreStatus.SUPERSEDED, RescoreStatus.FAILED)
 
 
 class ScoreChange(models.Model):
@@ -33,6 +197,7 @@ class ScoreChange(models.Model):
     per lead whose score a rescore changed."""
 
     RESCORE = "RESCORE"
+    DECAY = "DECAY"
 
     lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="score_changes")
     # The event that caused the change; empty for a rescore of the whole lead (event_type RESCORE).
@@ -45,6 +210,9 @@ class ScoreChange(models.Model):
     delta = models.IntegerField()
     reason = models.CharField(max_length=500)
     late = models.BooleanField(default=False)
+    rule_version = models.PositiveIntegerField(null=True, blank=True, help_text="The rule-set version scored under.")
+    # The rules that produced the change: [{"rule": key, "name": …, "points": n}, …].
+    rules = models.JSONField(default=list, blank=True)
     timestamp = models.DateTimeField(help_text="Event time of the event that caused the change.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -12,6 +12,7 @@ from django.dispatch import receiver
 from events.models import Event, EventStatus
 
 from .models import ScoreChange, ScoringRule
+from .rulesets import ruleset_current
 
 _known_types: tuple[float, frozenset[str]] = (0.0, frozenset())
 
@@ -27,25 +28,19 @@ def known_event_types() -> set[str]:
 
     Remembered per process for ``TARGETGRID_RULES_CACHE_SECONDS`` (2 s): every ingest request asks,
     rules change rarely. A rule saved or deleted in this process is seen at once; in the other
-    processes within that time. Scoring always reads the rules themselves (``rule_points_by_type``).
+    processes within that time. Scoring reads the current version per transaction (``rulesets.ruleset_current``).
     """
     global _known_types
     expires, types = _known_types
     if expires > monotonic():
         return set(types)
-    types = frozenset(ScoringRule.objects.values_list("event_type", flat=True))
+    # The draft's types and the current version's: an event of a type just added to the draft is
+    # stored (0 points until published), one just removed from the draft still scores under it.
+    types = frozenset(ScoringRule.objects.values_list("event_type", flat=True)) | ruleset_current().event_types
     ttl = settings.TARGETGRID_RULES_CACHE_SECONDS
     if ttl > 0:
         _known_types = (monotonic() + ttl, types)
     return set(types)
-
-
-def rule_points_by_type() -> dict[str, int | None]:
-    """Points per event type; ``None`` for a disabled rule (the event is scored with 0 points)."""
-    return {
-        event_type: (points if enabled else None)
-        for event_type, points, enabled in ScoringRule.objects.values_list("event_type", "points", "enabled")
-    }
 
 
 def rule_list() -> QuerySet[ScoringRule]:

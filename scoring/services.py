@@ -28,7 +28,8 @@ from leads.services import leads_lock
 from . import engine, partitions
 from .models import ScoreChange
 from .partitions import partition_of
-from .selectors import pending_oldest_by_partition, rule_points_by_type
+from .rulesets import ruleset_current
+from .selectors import pending_oldest_by_partition
 from .wakeups import events_enqueue, events_send, partitions_wake
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,8 @@ class _PendingEvent:
     lead_id: uuid.UUID
     event_type: str
     timestamp: object
+    metadata: object = None
+    source: str = ""
     status: str = EventStatus.PENDING
     processed: bool = False
     processed_at: object = None
@@ -228,135 +231,311 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
     events = [
         _PendingEvent(*row)
         for row in Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).values_list(
-            "id", "event_id", "lead_id", "event_type", "timestamp"
+            "id", "event_id", "lead_id", "event_type", "timestamp", "metadata", "source"
         )
     ]
     if not events:
         return ProcessResult(0, 0, [])
-    points_by_type = rule_points_by_type()
+    ruleset = ruleset_current()
     policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
     now = timezone.now()
+    batch = _Batch(ruleset=ruleset, now=now)
 
     by_lead: dict[uuid.UUID, list[_PendingEvent]] = defaultdict(list)
     for event in events:
         by_lead[event.lead_id].append(event)
-
-    score_changes: list[dict] = []  # ScoreChange rows as {attname: value}
-    event_updates: dict[uuid.UUID, _PendingEvent] = {}
-    refold_updates: list[_StoredEvent] = []
-    changed_leads: list[Lead] = []
-    broadcasts: list[dict] = []
-    skipped = 0
-
     for events_of_lead in by_lead.values():
         events_of_lead.sort(key=lambda e: (e.timestamp, e.event_id))
-    # Late events: every late lead's stored tail in one statement (was two queries per lead).
+
+    # Which leads the incremental timeline can score, and which need the whole definition
+    # (engine.evaluate over every event): a lead scored under an older version, a lead holding or
+    # receiving a decaying contribution (decay depends on ``now``), a late event under caps.
+    full: dict[uuid.UUID, list[_PendingEvent]] = {}
+    incremental: dict[uuid.UUID, list[_PendingEvent]] = {}
+    for lead_id, new in by_lead.items():
+        lead = leads[lead_id]
+        last = _last_key(lead)
+        late = last is not None and _key(new[0].timestamp, new[0].event_id) < last
+        if (
+            (lead.rule_version != ruleset.version and last is not None)
+            or (ruleset.decays and (lead.decaying or _any_decaying(ruleset, new)))
+            or (ruleset.stateful and late and policy is engine.LatePolicy.REFOLD)
+        ):
+            full[lead_id] = new
+        else:
+            incremental[lead_id] = new
+
     late_from = {}
     if policy is engine.LatePolicy.REFOLD:
-        for lead_id, new in by_lead.items():
+        for lead_id, new in incremental.items():
             first, last = _key(new[0].timestamp, new[0].event_id), _last_key(leads[lead_id])
             if last is not None and first < last:
                 late_from[lead_id] = first
     tails = _load_tails(late_from)
+    for lead_id in sorted(incremental):
+        _lead_apply_incremental(batch, leads[lead_id], incremental[lead_id], tails.get(lead_id), policy)
+    if full:
+        history = _events_history(full.keys())
+        for lead_id in sorted(full):
+            _lead_apply_full(batch, leads[lead_id], history.get(lead_id, []), full[lead_id], reason="")
+    batch.write()
+    return ProcessResult(processed=batch.processed, skipped=batch.skipped, changes=batch.broadcasts)
 
-    for lead_id in sorted(by_lead):
-        lead = leads[lead_id]
-        new_events = by_lead[lead_id]
-        scored = {
-            e.id: engine.ScoredEvent(_key(e.timestamp, e.event_id), e.event_type, points_by_type.get(e.event_type) or 0)
-            for e in new_events
-        }
-        last_key = _last_key(lead)
-        base = engine.FoldState(lead.current_score, last_key)
-        tail: list[engine.TailEntry] = []
-        stored_by_event_id: dict[str, _StoredEvent] = {}
-        if lead_id in tails:
-            base, tail, stored_by_event_id = tails[lead_id]
-        timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
 
-        for event in new_events:
-            step = timeline.apply(scored[event.id])
-            if step is None:  # cannot happen for pending rows (event_id is unique); keep it harmless
-                continue
-            event.processed_at = now
-            event.points = step.event.points
-            event.late = step.late
-            if step.skipped:
-                skipped += 1
-                event.status = EventStatus.SKIPPED
-                event.processed = True
-                event.error = step.reason
-                event_updates[event.id] = event
-                logger.info("late event %s for lead %s skipped (TARGETGRID_LATE_EVENTS=drop)", event.event_id, lead_id)
-                continue
-            event.status = EventStatus.PROCESSED
-            event.processed = True
-            event_updates[event.id] = event
-            score_changes.append(
-                {
-                    "lead_id": lead_id,
-                    "event_id": event.id,
-                    "event_type": event.event_type,
-                    "previous_score": step.previous_score,
-                    "new_score": step.new_score,
-                    "delta": step.delta,
-                    "reason": step.reason[:500],
-                    "late": step.late,
-                    "timestamp": event.timestamp,
-                    "created_at": now,
-                }
+def _any_decaying(ruleset: engine.RuleSet, events) -> bool:
+    return any(rule.decays for event in events for rule in ruleset.rules_for(event.event_type))
+
+
+def _engine_event(event) -> engine.EngineEvent:
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    return engine.EngineEvent(_key(event.timestamp, event.event_id), event.event_type, metadata, event.source or "")
+
+
+def _rules_record(contributions) -> list[dict]:
+    """What ``ScoreChange.rules`` stores: the rules that produced (or were capped on) the change."""
+    out = []
+    for contribution in contributions:
+        item = {"rule": contribution.rule.key, "name": contribution.rule.label, "points": contribution.points}
+        if contribution.capped:
+            item["capped"] = True
+        out.append(item)
+    return out
+
+
+def _contributions_text(contributions) -> str:
+    parts = []
+    for contribution in contributions:
+        if contribution.capped:
+            parts.append(f"{contribution.rule.label} capped")
+        else:
+            parts.append(f"{contribution.rule.label} {contribution.points:+d}")
+    return ", ".join(parts)
+
+
+class _Batch:
+    """What one scoring transaction writes: collected per lead, written in a few statements."""
+
+    def __init__(self, *, ruleset: engine.RuleSet, now):
+        self.ruleset, self.now = ruleset, now
+        self.score_changes: list[dict] = []  # ScoreChange rows as {attname: value}
+        self.event_updates: dict[uuid.UUID, _PendingEvent] = {}
+        self.refold_updates: list = []  # (pk, score_after) of stored events re-folded incrementally
+        self.history_updates: list = []  # (pk, points, score_after) of stored events re-evaluated
+        self.score_leads: list[Lead] = []  # score fields changed
+        self.model_leads: list[Lead] = []  # score fields plus the rule-set fields changed
+        self.broadcasts: list[dict] = []
+        self.processed = 0
+        self.skipped = 0
+
+    def change(self, lead, *, previous: int, new: int, event=None, event_type: str, timestamp, reason: str,
+               late: bool = False, rules=()) -> None:
+        self.score_changes.append(
+            {
+                "lead_id": lead.id,
+                "event_id": event.id if event is not None else None,
+                "event_type": event_type,
+                "previous_score": previous,
+                "new_score": new,
+                "delta": new - previous,
+                "reason": reason[:500],
+                "late": late,
+                "rule_version": self.ruleset.version,
+                "rules": list(rules),
+                "timestamp": timestamp,
+                "created_at": self.now,
+            }
+        )
+        self.broadcasts.append(
+            _change_frame(
+                lead, previous=previous, new=new, event_id=event.event_id if event is not None else None,
+                event_type=event_type, timestamp=timestamp, late=late, reason=reason,
             )
-            broadcasts.append(
-                _change_frame(
-                    lead,
-                    previous=step.previous_score,
-                    new=step.new_score,
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    timestamp=event.timestamp,
-                    late=step.late,
-                    reason=step.reason,
-                )
-            )
+        )
 
-        # Checkpoints: score_after for every new event and every re-folded stored event.
-        for entry in timeline.tail:
-            event_id = entry.event.key.event_id
-            stored = stored_by_event_id.get(event_id)
-            if stored is not None:
-                if entry.changed:
-                    stored.score_after = entry.score_after
-                    refold_updates.append(stored)
-        new_by_event_id = {e.event_id: e for e in new_events}
-        for entry in timeline.tail:
-            new = new_by_event_id.get(entry.event.key.event_id)
+    def lead_done(self, lead, *, score: int, last_key, model_fields: bool, fit_score: int | None = None,
+                  caps: dict | None = None, decaying: bool | None = None) -> None:
+        """Record the lead's new state; only what changed is written."""
+        ruleset = self.ruleset
+        before = (lead.current_score, _last_key(lead), lead.grade)
+        lead.current_score = score
+        lead.last_processed_event_time = last_key.timestamp if last_key else None
+        lead.last_processed_event_id = last_key.event_id if last_key else ""
+        if fit_score is not None:
+            lead.fit_score = fit_score
+        lead.grade = ruleset.grade(fit_score=lead.fit_score, score=score)
+        lead.score_as_of = self.now
+        lead.updated_at = self.now
+        if model_fields:
+            lead.rule_version = ruleset.version
+            if caps is not None:
+                lead.fold_state = {"caps": caps} if caps else {}
+            if decaying is not None:
+                lead.decaying = decaying
+            self.model_leads.append(lead)
+        elif before != (lead.current_score, _last_key(lead), lead.grade):
+            self.score_leads.append(lead)
+
+    def write(self) -> None:
+        now = self.now
+        dicts_insert(ScoreChange, self.score_changes)
+        _write_events(self.event_updates.values(), now=now, version=self.ruleset.version)
+        rows_update(Event, fields=["score_after"], rows=self.refold_updates)
+        rows_update(Event, fields=["points", "score_after"], rows=self.history_updates,
+                    constants={"rule_version": self.ruleset.version})
+        score_fields = ["current_score", "last_processed_event_time", "last_processed_event_id", "grade"]
+        rows_update(
+            Lead,
+            fields=score_fields,
+            rows=[(lead.id, *(getattr(lead, name) for name in score_fields)) for lead in self.score_leads],
+            constants={"updated_at": now, "score_as_of": now},
+        )
+        model_fields = [*score_fields, "fit_score", "rule_version", "fold_state", "decaying"]
+        rows_update(
+            Lead,
+            fields=model_fields,
+            rows=[(lead.id, *(getattr(lead, name) for name in model_fields)) for lead in self.model_leads],
+            constants={"updated_at": now, "score_as_of": now},
+        )
+
+
+def _lead_profile(lead) -> dict:
+    return {name: getattr(lead, name) for name in ("email", "first_name", "last_name", "company", "job_title", "phone")}
+
+
+def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) -> None:
+    """In-order events (any rule set without decay) and late events (without caps) through the
+    incremental timeline: the lead's stored state is the fold so far under the current version."""
+    ruleset = batch.ruleset
+    fresh = lead.rule_version != ruleset.version  # no processed event yet (else it would be full)
+    caps = engine.CapCounter((lead.fold_state or {}).get("caps")) if ruleset.stateful and not fresh else engine.CapCounter()
+    last_key = _last_key(lead)
+    base = engine.FoldState(lead.current_score, last_key)
+    tail: list[engine.TailEntry] = []
+    stored_by_event_id: dict = {}
+    if tail_data is not None:
+        base, tail, stored_by_event_id = tail_data
+    timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
+    now = batch.now
+    for event in new_events:
+        contributions = engine.contributions(ruleset, _engine_event(event), caps)
+        points = sum(c.points for c in contributions)
+        step = timeline.apply(engine.ScoredEvent(_key(event.timestamp, event.event_id), event.event_type, points))
+        if step is None:  # cannot happen for pending rows (event_id is unique); keep it harmless
+            continue
+        event.processed_at = now
+        event.points = points
+        event.late = step.late
+        event.processed = True
+        batch.event_updates[event.id] = event
+        if step.skipped:
+            batch.skipped += 1
+            event.status = EventStatus.SKIPPED
+            event.error = step.reason
+            logger.info("late event %s for lead %s skipped (TARGETGRID_LATE_EVENTS=drop)", event.event_id, lead.id)
+            continue
+        event.status = EventStatus.PROCESSED
+        batch.processed += 1
+        reason = step.reason
+        if contributions and not (len(contributions) == 1 and contributions[0].rule.label == event.event_type
+                                  and not contributions[0].capped):
+            reason = f"{reason} [{_contributions_text(contributions)}]"
+        batch.change(
+            lead, previous=step.previous_score, new=step.new_score, event=event, event_type=event.event_type,
+            timestamp=event.timestamp, reason=reason, late=step.late, rules=_rules_record(contributions),
+        )
+    # Checkpoints: score_after for every new event and every re-folded stored event.
+    new_by_event_id = {e.event_id: e for e in new_events}
+    for entry in timeline.tail:
+        event_id = entry.event.key.event_id
+        stored = stored_by_event_id.get(event_id)
+        if stored is not None:
+            if entry.changed:
+                batch.refold_updates.append((stored.id, entry.score_after))
+        else:
+            new = new_by_event_id.get(event_id)
             if new is not None:
                 new.score_after = entry.score_after
+    state = timeline.state
+    if fresh:
+        fit, _ = ruleset.fit(_lead_profile(lead))
+        batch.lead_done(lead, score=state.score, last_key=state.last_key, model_fields=True, fit_score=fit,
+                        caps=caps.as_dict(), decaying=False)
+    else:
+        batch.lead_done(lead, score=state.score, last_key=state.last_key, model_fields=ruleset.stateful,
+                        caps=caps.as_dict() if ruleset.stateful else None)
 
-        state = timeline.state
-        if (state.score, state.last_key) != (lead.current_score, last_key):
-            lead.current_score = state.score
-            lead.last_processed_event_time = state.last_key.timestamp if state.last_key else None
-            lead.last_processed_event_id = state.last_key.event_id if state.last_key else ""
-            lead.updated_at = now
-            changed_leads.append(lead)
 
-    dicts_insert(ScoreChange, score_changes)
-    _write_events(event_updates.values(), now=now)
-    rows_update(Event, fields=["score_after"], rows=[(e.id, e.score_after) for e in refold_updates])
-    rows_update(
-        Lead,
-        fields=["current_score", "last_processed_event_time", "last_processed_event_id"],
-        rows=[
-            (lead.id, lead.current_score, lead.last_processed_event_time, lead.last_processed_event_id)
-            for lead in changed_leads
-        ],
-        constants={"updated_at": now},
+def _events_history(lead_ids) -> dict:
+    """Every processed event of the given leads, as plain rows (what the full evaluation reads)."""
+    out: dict[uuid.UUID, list[_PendingEvent]] = defaultdict(list)
+    rows = Event.objects.filter(lead_id__in=list(lead_ids), status=EventStatus.PROCESSED).values_list(
+        "id", "event_id", "lead_id", "event_type", "timestamp", "metadata", "source", "points", "score_after"
     )
-    return ProcessResult(processed=len(score_changes), skipped=skipped, changes=broadcasts)
+    for pk, event_id, lead_id, event_type, timestamp, metadata, source, points, score_after in rows:
+        event = _PendingEvent(pk, event_id, lead_id, event_type, timestamp, metadata, source)
+        event.points, event.score_after, event.status = points, score_after, EventStatus.PROCESSED
+        out[lead_id].append(event)
+    return out
 
 
-def _write_events(events, *, now) -> None:
+def _lead_apply_full(batch: _Batch, lead, history: list, new_events: list, *, reason: str, kind: str = "",
+                     previous: int | None = None) -> bool:
+    """The whole definition for one locked lead: re-evaluate its processed events under the current
+    version at ``now`` (one audit row if that alone changes the score: a new version, decay), then
+    add the new events one at a time in event-time order (one audit row each), and write every
+    event whose points or checkpoint changed. Returns True if the score changed."""
+    ruleset, now = batch.ruleset, batch.now
+    fit, _ = ruleset.fit(_lead_profile(lead))
+    old = [_engine_event(e) for e in history]
+    evaluation = engine.evaluate(ruleset, old, max_score=lead.max_score, as_of=now)
+    displayed = lead.current_score
+    previous = displayed if previous is None else previous  # what the audit log sums to
+    changed = evaluation.score != previous
+    if changed:
+        if not kind:
+            kind = ScoreChange.RESCORE if lead.rule_version != ruleset.version else ScoreChange.DECAY
+        text = reason or (
+            f"rescored under rules v{ruleset.version}" if kind == ScoreChange.RESCORE else f"decay as of {now:%Y-%m-%d %H:%M}Z"
+        )
+        batch.change(lead, previous=previous, new=evaluation.score, event_type=kind, timestamp=now, reason=text)
+    current = evaluation
+    events = list(old)
+    for event in new_events:
+        engine_event = _engine_event(event)
+        late = current.last_key is not None and engine_event.key < current.last_key
+        events.append(engine_event)
+        after = engine.evaluate(ruleset, events, max_score=lead.max_score, as_of=now)
+        mine = next(e for e in after.events if e.event.key.event_id == event.event_id)
+        event.processed_at, event.points, event.late, event.processed = now, mine.points, late, True
+        event.status = EventStatus.PROCESSED
+        batch.event_updates[event.id] = event
+        batch.processed += 1
+        text = f"{event.event_type} {mine.points:+d}"
+        if late:
+            text = f"late {text}: re-evaluated in event time"
+        if mine.contributions:
+            text += f" [{_contributions_text(mine.contributions)}]"
+        batch.change(
+            lead, previous=current.score, new=after.score, event=event, event_type=event.event_type,
+            timestamp=event.timestamp, reason=text, late=late, rules=_rules_record(mine.contributions),
+        )
+        current = after
+    # Checkpoints and points of every event (stored ones only when they differ).
+    by_event_id = {e.event.key.event_id: e for e in current.events}
+    for stored in history:
+        evaluated = by_event_id[stored.event_id]
+        if (stored.points, stored.score_after) != (evaluated.points, evaluated.score_after):
+            batch.history_updates.append((stored.id, evaluated.points, evaluated.score_after))
+    for event in new_events:
+        event.score_after = by_event_id[event.event_id].score_after
+    batch.lead_done(
+        lead, score=current.score, last_key=current.last_key, model_fields=True, fit_score=fit,
+        caps=current.caps.as_dict() if ruleset.stateful else {}, decaying=current.decaying,
+    )
+    return current.score != displayed
+
+
+def _write_events(events, *, now, version: int) -> None:
     """One set-based UPDATE per outcome (processed / skipped) instead of a CASE per field."""
     processed, skipped = [], []
     for event in events:
@@ -364,7 +543,7 @@ def _write_events(events, *, now) -> None:
             processed.append((event.id, event.points, event.score_after, event.late))
         else:
             skipped.append((event.id, event.points, event.late, event.error))
-    common = {"processed": True, "processed_at": now}
+    common = {"processed": True, "processed_at": now, "rule_version": version}
     rows_update(
         Event,
         fields=["points", "score_after", "late"],
@@ -650,126 +829,79 @@ def rule_save(*, rule=None, **fields):
     return rule
 
 
-def leads_rescore(*, lead_ids: Sequence, actor: str = "") -> int:
-    """Re-fold each lead's processed events with the *current* rules (after an operator changed
-    points and wants history to follow). Stored points and checkpoints are rewritten; a lead whose
-    score changes gets one ``RESCORE`` ScoreChange, so the audit deltas still sum to the score.
-    Returns the number of leads whose score changed."""
-    changes: list[dict] = []
+def leads_rescore(*, lead_ids: Sequence, actor: str = "", only_outdated: bool = False) -> int:
+    """Re-evaluate each lead from all its processed events under the current version (a new
+    version, an operator's request). Stored points and checkpoints are rewritten; a lead whose score
+    changes gets one ``RESCORE`` ScoreChange, so the audit deltas still sum to the score.
+    ``only_outdated``: skip leads already under the current version (the background rescore: a
+    drain may have rescored them first). Returns the number of leads whose score changed."""
+    changed = 0
     for attempt in run_with_retries():
         with attempt, transaction.atomic():
-            changes = _rescore_locked(lead_ids, actor=actor)
+            changed, changes = _rescore_locked(lead_ids, actor=actor, only_outdated=only_outdated)
             if changes:
                 transport.notify_on_commit("score.changes", changes)
-    return len(changes)
+    return changed
 
 
-def _rescore_locked(lead_ids, *, actor: str) -> list[dict]:
+def _rescore_locked(lead_ids, *, actor: str, only_outdated: bool, kind: str = ScoreChange.RESCORE,
+                    reason: str = "") -> tuple[int, list[dict]]:
     leads = leads_lock(lead_ids=lead_ids)
     if not leads:
-        return []
-    points_by_type = rule_points_by_type()
-    now = timezone.now()
-    events = Event.objects.filter(lead_id__in=leads.keys(), status=EventStatus.PROCESSED).only(
-        "id", "event_id", "lead_id", "event_type", "timestamp", "points", "score_after"
+        return 0, []
+    ruleset = ruleset_current()
+    batch = _Batch(ruleset=ruleset, now=timezone.now())
+    if only_outdated:
+        leads = {pk: lead for pk, lead in leads.items() if lead.rule_version != ruleset.version}
+    history = _events_history(leads.keys())
+    if not reason and kind == ScoreChange.RESCORE:
+        reason = f"rescored under rules v{ruleset.version}" + (f" by {actor}" if actor else "")
+    changed = sum(
+        _lead_apply_full(batch, leads[lead_id], history.get(lead_id, []), [], reason=reason, kind=kind)
+        for lead_id in sorted(leads)
     )
-    by_lead: dict[uuid.UUID, list[Event]] = defaultdict(list)
-    for event in events:
-        by_lead[event.lead_id].append(event)
-    changed_events, changed_leads, score_changes, broadcasts = [], [], [], []
-    for lead_id in sorted(leads):
-        lead = leads[lead_id]
-        score = 0
-        for event in sorted(by_lead[lead_id], key=lambda e: (e.timestamp, e.event_id)):
-            points = points_by_type.get(event.event_type) or 0
-            score = engine.clamp(score + points, lead.max_score)
-            if (event.points, event.score_after) != (points, score):
-                event.points, event.score_after = points, score
-                changed_events.append(event)
-        if score == lead.current_score:
-            continue
-        reason = "rescored with the current rules" + (f" by {actor}" if actor else "")
-        score_changes.append(
-            ScoreChange(
-                lead_id=lead_id,
-                event=None,
-                event_type=ScoreChange.RESCORE,
-                previous_score=lead.current_score,
-                new_score=score,
-                delta=score - lead.current_score,
-                reason=reason,
-                timestamp=now,
-                created_at=now,
-            )
-        )
-        broadcasts.append(
-            _change_frame(
-                lead,
-                previous=lead.current_score,
-                new=score,
-                event_id=None,
-                event_type=ScoreChange.RESCORE,
-                timestamp=now,
-                reason=reason,
-            )
-        )
-        lead.current_score, lead.updated_at = score, now
-        changed_leads.append(lead)
-    ScoreChange.objects.bulk_create(score_changes)
-    Event.objects.bulk_update(changed_events, ["points", "score_after"], batch_size=1000)
-    Lead.objects.bulk_update(changed_leads, ["current_score", "updated_at"], batch_size=1000)
-    return broadcasts
+    batch.write()
+    return changed, batch.broadcasts
+
+
+def leads_decay_refresh(*, batch_size: int = 500, max_seconds: float = 60.0) -> int:
+    """The decay refresh (docs/scoring-model.md): re-evaluate every lead holding a decaying
+    contribution at ``now``, a batch per transaction, in primary-key order. Returns how many
+    leads' scores changed."""
+    changed, after = 0, None
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        query = Lead.objects.filter(decaying=True).order_by("pk")
+        if after is not None:
+            query = query.filter(pk__gt=after)
+        ids = list(query.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        for attempt in run_with_retries():
+            with attempt, transaction.atomic():
+                count, changes = _rescore_locked(ids, actor="", only_outdated=False, kind=ScoreChange.DECAY)
+                if changes:
+                    transport.notify_on_commit("score.changes", changes)
+        changed += count
+        after = ids[-1]
+    return changed
 
 
 def _lead_refold(lead: Lead, *, now, reason: str) -> dict | None:
-    """Recompute a locked lead's score from its processed events (their frozen points) in event time.
-
-    Rewrites the ``score_after`` checkpoints and, when the audit log no longer sums to the new
-    score, appends one ScoreChange carrying the difference, so the deltas still sum to the score.
-    Returns the broadcast payload when the score changed.
-    """
-    events = list(
-        Event.objects.filter(lead_id=lead.id, status=EventStatus.PROCESSED)
-        .order_by("timestamp", "event_id")
-        .only("id", "event_id", "event_type", "timestamp", "points", "score_after")
-    )
-    state = engine.FoldState()
-    checkpoints = []
-    for event in events:
-        state = engine.step(
-            state, engine.ScoredEvent(_key(event.timestamp, event.event_id), event.event_type, event.points or 0),
-            max_score=lead.max_score,
-        )
-        if event.score_after != state.score:
-            event.score_after = state.score
-            checkpoints.append(event)
-    Event.objects.bulk_update(checkpoints, ["score_after"], batch_size=1000)
-
+    """Re-evaluate a locked lead from its processed events under the current version (after its
+    events or its cap changed). When the audit log no longer sums to the new score (audit rows moved
+    with re-attributed events), one ScoreChange carries the difference. Returns the broadcast
+    payload when the score changed."""
     audit_total = ScoreChange.objects.filter(lead_id=lead.id).aggregate(total=models.Sum("delta"))["total"] or 0
-    anchor = events[-1] if events else None
-    if audit_total != state.score and anchor is not None:
-        ScoreChange.objects.create(
-            lead_id=lead.id, event_id=anchor.id, event_type=anchor.event_type, previous_score=audit_total,
-            new_score=state.score, delta=state.score - audit_total, reason=reason[:500], late=False,
-            timestamp=anchor.timestamp, created_at=now,
-        )
-    previous = lead.current_score
-    lead.current_score = state.score
-    lead.last_processed_event_time = state.last_key.timestamp if state.last_key else None
-    lead.last_processed_event_id = state.last_key.event_id if state.last_key else ""
-    lead.updated_at = now
-    lead.save(update_fields=["current_score", "last_processed_event_time", "last_processed_event_id", "updated_at"])
-    if previous == state.score:
+    displayed = lead.current_score
+    batch = _Batch(ruleset=ruleset_current(), now=now)
+    _lead_apply_full(batch, lead, _events_history([lead.id]).get(lead.id, []), [], reason=reason,
+                     kind=ScoreChange.RESCORE, previous=audit_total)
+    batch.write()
+    if lead.current_score == displayed:
         return None
-    return _change_frame(
-        lead,
-        previous=previous,
-        new=state.score,
-        event_id=anchor.event_id if anchor else "",
-        event_type=anchor.event_type if anchor else "",
-        timestamp=anchor.timestamp if anchor else None,
-        reason=reason,
-    )
+    return _change_frame(lead, previous=displayed, new=lead.current_score, event_id=None,
+                         event_type=ScoreChange.RESCORE, timestamp=now, reason=reason)
 
 
 def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
@@ -835,3 +967,29 @@ def lead_max_score_set(*, lead_id, max_score: int, actor: str = "") -> bool:
             transport.notify_on_commit("score.changes", [change])
     logger.info("lead %s: max score %d -> %d", lead.id, previous, max_score)
     return True
+
+
+def leads_fit_refresh(*, lead_ids: Sequence) -> int:
+    """Recompute the fit score and grade of the given leads under the current version, under their
+    locks (a drain writing the grade meanwhile waits, then reads the new fit). A lead with no scored
+    event yet is marked as scored under the current version (its score, 0, is the same under any).
+    Returns how many leads changed."""
+    ruleset = ruleset_current()
+    changed = 0
+    with transaction.atomic():
+        for lead in leads_lock(lead_ids=lead_ids).values():
+            fit, _ = ruleset.fit(_lead_profile(lead))
+            grade = ruleset.grade(fit_score=fit, score=lead.current_score)
+            fields = {"fit_score": fit, "grade": grade}
+            if lead.last_processed_event_time is None:
+                fields["rule_version"] = ruleset.version
+            if any(getattr(lead, name) != value for name, value in fields.items()):
+                Lead.objects.filter(pk=lead.pk).update(**fields)
+                changed += 1
+    return changed
+
+
+def leads_fit_refresh_notified(lead_ids) -> None:
+    for attempt in run_with_retries():
+        with attempt:
+            leads_fit_refresh(lead_ids=lead_ids)

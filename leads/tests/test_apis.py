@@ -76,12 +76,13 @@ def test_score_history(api):
     assert api.get(f"/api/leads/{uuid.uuid4()}/score-history").status_code == 404
 
 
-def test_score_history_shows_a_rescore_without_event(api):
+def test_score_history_shows_a_rescore_without_event(api, publish):
     from scoring.models import ScoringRule
     from scoring.services import leads_rescore
 
     api.post("/api/events", event_payload("a"), format="json")
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=9)
+    publish()
     lead = Lead.objects.get()
     leads_rescore(lead_ids=[lead.id])
     latest = api.get(f"/api/leads/{lead.id}/score-history").json()["results"][0]

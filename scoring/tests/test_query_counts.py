@@ -9,13 +9,20 @@ from events.models import Event, EventStatus
 from events.services import event_ingest
 from leads.models import Lead
 from scoring.models import ScoreChange
+from scoring.rulesets import ruleset_current
 from scoring.services import events_process
 
 # SAVEPOINT/RELEASE: the test runs inside a transaction, so each atomic() block adds two queries.
-INGEST_NEW_LEADS = 8  # types, leads read, existing ids, savepoint, leads insert, leads re-read,
+INGEST_NEW_LEADS = 9  # types (draft, current version), leads read, existing ids, savepoint, leads insert, leads re-read,
 #                       events insert, release (stored ids are read back only when a row was skipped)
-INGEST_KNOWN_LEADS = 3  # types, leads read, events insert (no transaction: one statement)
-PROCESS_IN_ORDER = 9  # lead ids, savepoint, lock leads, events, rules, score changes, events, leads, release
+INGEST_KNOWN_LEADS = 4  # types (draft, current version), leads read, events insert (no transaction: one statement)
+PROCESS_IN_ORDER = 9  # lead ids, savepoint, lock leads, events, current version, score changes, events, leads,
+#                       release (a published version is compiled once per process: warmed below)
+
+
+@pytest.fixture(autouse=True)
+def _compiled_version():
+    ruleset_current()
 
 
 def items(tag, n, *, leads=5, start=0):

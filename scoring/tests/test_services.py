@@ -16,6 +16,7 @@ from events.services import event_ingest
 from leads.models import Lead
 from scoring import engine
 from scoring.models import ScoreChange, ScoringRule
+from scoring.rulesets import ruleset_current
 from scoring.services import events_process
 
 POINTS = {"PAGE_VIEW": 5, "EMAIL_OPEN": 10, "FORM_SUBMIT": 20, "DEMO_REQUEST": 50, "PURCHASE": 100}
@@ -129,14 +130,29 @@ def test_processing_twice_changes_nothing():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rule_change_applies_to_the_next_event_and_disabled_rule_scores_zero():
+def test_a_draft_edit_scores_nothing_until_published_then_the_lead_is_refolded_under_the_new_version(publish):
     ingest(event_payload("a"))
+    # Given a draft edit that is not published: events still score under v1
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=7)
     ingest(event_payload("b", minutes=1))
-    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(enabled=False)
+    lead = Lead.objects.get()
+    assert (lead.current_score, lead.rule_version) == (10, 1)
+    # When it is published, the lead's next event first re-evaluates its history under v2 (one
+    # RESCORE row) and then scores under v2: the score is the fold of all its events under v2.
+    assert publish() == 2
     ingest(event_payload("c", minutes=2))
-    assert Lead.objects.get().current_score == 12
-    assert list(Event.objects.order_by("timestamp").values_list("points", flat=True)) == [5, 7, 0]
+    lead.refresh_from_db()
+    assert (lead.current_score, lead.rule_version) == (21, 2)
+    assert list(Event.objects.order_by("timestamp").values_list("points", "rule_version")) == [(7, 2), (7, 2), (7, 2)]
+    rescore = ScoreChange.objects.get(event_type=ScoreChange.RESCORE)
+    assert (rescore.previous_score, rescore.new_score, rescore.rule_version) == (10, 14, 2)
+    # A disabled rule scores 0 once published: the whole history folds to 0.
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(enabled=False)
+    publish()
+    ingest(event_payload("d", minutes=3))
+    lead.refresh_from_db()
+    assert lead.current_score == 0
+    assert sum(ScoreChange.objects.values_list("delta", flat=True)) == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -148,9 +164,10 @@ def test_many_leads_in_one_transaction_with_pinned_query_count(django_assert_max
     with mock.patch("config.transport.publish", return_value=True):
         ingest(*[event_payload(f"e{i}", minutes=i, email=f"l{i % 20}@example.com") for i in range(40)])
     ids = list(Event.objects.values_list("id", flat=True))
+    ruleset_current()  # a published version is compiled once per process (steady state)
     # when one call scores them all, then the number of queries does not grow with the batch.
-    # BEGIN, lead ids, lock leads, events, rules, insert changes, update events, update leads,
-    # COMMIT, and the leaderboard read for the broadcast.
+    # BEGIN, lead ids, lock leads, events, current version, insert changes, update events,
+    # update leads, COMMIT, and the leaderboard read for the broadcast.
     with django_assert_max_num_queries(10):
         result = events_process(event_ids=ids)
     assert result.processed == 40
@@ -205,11 +222,12 @@ class TestShuffledBatches(HypothesisTestCase):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rescore_applies_current_rules_to_history_with_one_audit_row():
+def test_rescore_applies_current_rules_to_history_with_one_audit_row(publish):
     from scoring.services import leads_rescore
 
     ingest(event_payload("a"), event_payload("b", minutes=1, event_type="EMAIL_OPEN"))
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=25)
+    publish()
     lead = Lead.objects.get()
     assert leads_rescore(lead_ids=[lead.id], actor="ops") == 1
     lead.refresh_from_db()
