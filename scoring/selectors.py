@@ -12,7 +12,8 @@ from django.dispatch import receiver
 from events.models import Event, EventStatus
 
 from .models import ScoreChange, ScoringRule
-from .rulesets import ruleset_current
+from . import engine
+from .rulesets import ruleset_current, ruleset_of
 
 _known_types: tuple[float, frozenset[str]] = (0.0, frozenset())
 
@@ -94,3 +95,38 @@ def pending_oldest_by_partition() -> dict[int, object]:
         .annotate(oldest=Min("received_at"))
     )
     return {partition: oldest for _, partition, oldest in rows}
+
+
+def lead_score_breakdown(*, lead) -> dict:
+    """Why the lead has its score: its processed events re-evaluated under the version and at the
+    time (``score_as_of``) its stored score was computed, per rule (docs/scoring-model.md). The
+    rules' ``points`` plus ``clamp_adjustment`` and ``rounding_adjustment`` sum to ``score``, which
+    equals the stored score (``consistent``; False only while a rescore or decay refresh of the
+    lead is due)."""
+    ruleset = ruleset_of(lead.rule_version)
+    rows = Event.objects.filter(lead_id=lead.id, status=EventStatus.PROCESSED).values_list(
+        "event_id", "event_type", "timestamp", "metadata", "source"
+    )
+    events = [
+        engine.EngineEvent(engine.EventKey(timestamp, event_id), event_type,
+                           metadata if isinstance(metadata, dict) else {}, source or "")
+        for event_id, event_type, timestamp, metadata, source in rows
+    ]
+    evaluation = engine.evaluate(ruleset, events, max_score=lead.max_score, as_of=lead.score_as_of)
+    fit, matched = ruleset.fit(
+        {name: getattr(lead, name) for name in ("email", "first_name", "last_name", "company", "job_title", "phone")}
+    )
+    out = evaluation.explain()
+    out.update(
+        lead_id=str(lead.id),
+        stored_score=lead.current_score,
+        consistent=evaluation.score == lead.current_score,
+        rule_version=lead.rule_version,
+        score_as_of=lead.score_as_of,
+        max_score=lead.max_score,
+        events=len(events),
+        fit_score=lead.fit_score,
+        fit_rules=[{"rule": rule.key, "name": rule.label, "points": rule.points} for rule in matched],
+        grade=lead.grade,
+    )
+    return out
