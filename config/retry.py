@@ -22,7 +22,14 @@ RETRYABLE_MYSQL_CODES = {1205, 1213}
 TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
 
 
+class RetryTransaction(Exception):
+    """Raised by a unit of work that found, under its locks, state newer than the snapshot it read
+    before them (MariaDB's REPEATABLE READ): run the whole transaction again, with a new snapshot."""
+
+
 def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, RetryTransaction):
+        return True
     if not isinstance(exc, OperationalError):
         return False
     code = exc.args[0] if exc.args else None
@@ -38,7 +45,7 @@ def is_transient(exc: BaseException) -> bool:
     data problems as DataError/IntegrityError, and OperationalError for connection loss, deadlock,
     serialization failure, lock timeout, shutdown).
     """
-    if isinstance(exc, InterfaceError):
+    if isinstance(exc, (InterfaceError, RetryTransaction)):
         return True
     if not isinstance(exc, OperationalError):
         return False

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from config import transport
 from config.bulk import dicts_insert, rows_update
-from config.retry import is_transient, run_with_retries
+from config.retry import RetryTransaction, is_transient, run_with_retries
 from events.models import Event, EventStatus
 from leads.models import Lead
 from leads.services import leads_lock
@@ -236,7 +236,7 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
     ]
     if not events:
         return ProcessResult(0, 0, [])
-    ruleset = ruleset_current()
+    ruleset = _ruleset_for(leads.values())
     policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
     now = timezone.now()
     batch = _Batch(ruleset=ruleset, now=now)
@@ -280,6 +280,21 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
             _lead_apply_full(batch, leads[lead_id], history.get(lead_id, []), full[lead_id], reason="")
     batch.write()
     return ProcessResult(processed=batch.processed, skipped=batch.skipped, changes=batch.broadcasts)
+
+
+class StaleRuleSet(RetryTransaction):
+    """A locked lead is already scored under a newer version than this transaction's snapshot shows
+    (a publish and its rescore committed between the snapshot and the lock)."""
+
+
+def _ruleset_for(leads) -> engine.RuleSet:
+    """The current version, read after the leads were locked: never older than any of theirs (a
+    lead never goes back to an older version; the transaction is retried with a fresh snapshot)."""
+    ruleset = ruleset_current()
+    newest = max((lead.rule_version for lead in leads), default=0)
+    if newest > ruleset.version:
+        raise StaleRuleSet(f"a lead is under rules v{newest}, this snapshot shows v{ruleset.version}")
+    return ruleset
 
 
 def _any_decaying(ruleset: engine.RuleSet, events) -> bool:
@@ -849,7 +864,7 @@ def _rescore_locked(lead_ids, *, actor: str, only_outdated: bool, kind: str = Sc
     leads = leads_lock(lead_ids=lead_ids)
     if not leads:
         return 0, []
-    ruleset = ruleset_current()
+    ruleset = _ruleset_for(leads.values())
     batch = _Batch(ruleset=ruleset, now=timezone.now())
     if only_outdated:
         leads = {pk: lead for pk, lead in leads.items() if lead.rule_version != ruleset.version}
@@ -894,7 +909,7 @@ def _lead_refold(lead: Lead, *, now, reason: str) -> dict | None:
     payload when the score changed."""
     audit_total = ScoreChange.objects.filter(lead_id=lead.id).aggregate(total=models.Sum("delta"))["total"] or 0
     displayed = lead.current_score
-    batch = _Batch(ruleset=ruleset_current(), now=now)
+    batch = _Batch(ruleset=_ruleset_for([lead]), now=now)
     _lead_apply_full(batch, lead, _events_history([lead.id]).get(lead.id, []), [], reason=reason,
                      kind=ScoreChange.RESCORE, previous=audit_total)
     batch.write()
@@ -974,10 +989,11 @@ def leads_fit_refresh(*, lead_ids: Sequence) -> int:
     locks (a drain writing the grade meanwhile waits, then reads the new fit). A lead with no scored
     event yet is marked as scored under the current version (its score, 0, is the same under any).
     Returns how many leads changed."""
-    ruleset = ruleset_current()
     changed = 0
     with transaction.atomic():
-        for lead in leads_lock(lead_ids=lead_ids).values():
+        leads = leads_lock(lead_ids=lead_ids)
+        ruleset = _ruleset_for(leads.values())
+        for lead in leads.values():
             fit, _ = ruleset.fit(_lead_profile(lead))
             grade = ruleset.grade(fit_score=fit, score=lead.current_score)
             fields = {"fit_score": fit, "grade": grade}

@@ -171,3 +171,29 @@ def test_background_rescore_moves_every_lead_to_the_new_version_with_one_row_eac
         audit_sums_to_score(lead)
     # running it again changes nothing
     assert rescore_job_run(job_id=RescoreJob.objects.create(version=version, total=3).pk).changed == 0
+
+
+def test_a_lead_never_goes_back_to_an_older_version_when_the_snapshot_lags_its_lock(publish):
+    # Given a lead already rescored under v2, and a scoring transaction whose snapshot (taken before
+    # it waited for the lead's lock, as MariaDB's REPEATABLE READ does) still shows v1
+    from scoring import services
+    from scoring.rulesets import ruleset_of
+
+    ingest(payload("a", when=at(minutes=-5)))
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=9)
+    version = publish()
+    rescore_job_run(job_id=rescore_job_start(version=version).pk)
+    stale, fresh = ruleset_of(1), ruleset_of(version)
+    seen = []
+
+    def current():
+        seen.append(1)
+        return stale if len(seen) == 1 else fresh
+
+    # when an event for it is scored, then the transaction is run again and scores under v2
+    with mock.patch.object(services, "ruleset_current", side_effect=current):
+        ingest(payload("b", when=at(minutes=-4)))
+    lead = Lead.objects.get()
+    assert len(seen) == 2
+    assert (lead.current_score, lead.rule_version) == (18, version)
+    assert ScoreChange.objects.get(event__event_id="b").rule_version == version
