@@ -135,6 +135,19 @@ def _converter(field, connection):
     if target.get_internal_type() == "UUIDField" and not connection.features.has_native_uuid_field:
         prep = field.get_db_prep_save
         return lambda value: value.hex if isinstance(value, uuid.UUID) else prep(value, connection)
+    if target.get_internal_type() == "JSONField":
+        # Rows often share one value object (the same rules record on thousands of score
+        # changes): encode each object once per statement batch. The memo holds the object, so
+        # its id cannot be reused while the memo lives.
+        memo: dict[int, tuple[Any, Any]] = {}
+
+        def prepare_json(value):
+            hit = memo.get(id(value))
+            if hit is None or hit[0] is not value:
+                hit = memo[id(value)] = (value, field.get_db_prep_save(value, connection))
+            return hit[1]
+
+        return prepare_json
     return lambda value: field.get_db_prep_save(value, connection)
 
 

@@ -21,11 +21,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class EventKey:
-    """The position of an event in its lead's fold."""
+class EventKey(NamedTuple):
+    """The position of an event in its lead's fold (a tuple: built and compared in C, which matters
+    on the hot path, where a frozen ordered dataclass costs several times more)."""
 
     timestamp: datetime
     event_id: str
@@ -453,7 +454,14 @@ class RuleSet:
             if len(rules) == 1 and not rules[0].conditions and not rules[0].capped and not rules[0].decays
         })
         object.__setattr__(self, "stateful", any(rule.capped for rule in self.rules))
+        # Whether any rule reads the event's metadata or source (else scoring need not load them).
+        object.__setattr__(self, "reads_event", any(rule.conditions for rule in self.rules))
         object.__setattr__(self, "decays", any(rule.decays for rule in self.rules))
+
+    def unconditional_points(self, event_type: str) -> int | None:
+        """The points of an event type scored by one rule without conditions, cap or decay (the
+        common case: no matching, no state), else None."""
+        return self._unconditional.get(event_type)
 
     @property
     def event_types(self) -> frozenset[str]:

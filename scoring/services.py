@@ -228,15 +228,19 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
     leads = leads_lock(lead_ids=lead_ids)
     # Re-read under the lead locks: only this transaction can process these leads' events now.
     # Plain rows, not model instances (an instance costs as much as the rest of an event's scoring).
+    ruleset = _ruleset_for(leads.values())
+    # Metadata and source only when a rule reads them (decoding JSON costs as much as the rest).
+    columns = ("id", "event_id", "lead_id", "event_type", "timestamp") + (
+        ("metadata", "source") if ruleset.reads_event else ()
+    )
     events = [
         _PendingEvent(*row)
         for row in Event.objects.filter(pk__in=ids, status=EventStatus.PENDING, lead_id__in=leads.keys()).values_list(
-            "id", "event_id", "lead_id", "event_type", "timestamp", "metadata", "source"
+            *columns
         )
     ]
     if not events:
         return ProcessResult(0, 0, [])
-    ruleset = _ruleset_for(leads.values())
     policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
     now = timezone.now()
     batch = _Batch(ruleset=ruleset, now=now)
@@ -341,6 +345,25 @@ class _Batch:
         self.broadcasts: list[dict] = []
         self.processed = 0
         self.skipped = 0
+        self._records: dict[tuple, list] = {}
+        self._plain: dict[str, tuple] = {}
+
+    def plain_contributions(self, event_type: str) -> tuple:
+        contributions = self._plain.get(event_type)
+        if contributions is None:
+            contributions = self._plain[event_type] = engine.contributions(
+                self.ruleset, engine.EngineEvent(engine.EventKey(self.now, ""), event_type), engine.CapCounter()
+            )
+        return contributions
+
+    def rules_record(self, contributions) -> list:
+        """``ScoreChange.rules`` for these contributions: one shared list per distinct record (they
+        repeat across thousands of rows; config.bulk encodes each list once)."""
+        signature = tuple((c.rule.key, c.points, c.capped) for c in contributions)
+        record = self._records.get(signature)
+        if record is None:
+            record = self._records[signature] = _rules_record(contributions)
+        return record
 
     def change(self, lead, *, previous: int, new: int, event=None, event_type: str, timestamp, reason: str,
                late: bool = False, rules=()) -> None:
@@ -355,7 +378,7 @@ class _Batch:
                 "reason": reason[:500],
                 "late": late,
                 "rule_version": self.ruleset.version,
-                "rules": list(rules),
+                "rules": rules if isinstance(rules, list) else list(rules),
                 "timestamp": timestamp,
                 "created_at": self.now,
             }
@@ -432,8 +455,12 @@ def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) 
     timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
     now = batch.now
     for event in new_events:
-        contributions = engine.contributions(ruleset, _engine_event(event), caps)
-        points = sum(c.points for c in contributions)
+        points = ruleset.unconditional_points(event.event_type)
+        if points is not None:  # one plain rule for the type: nothing to match, no state
+            contributions = batch.plain_contributions(event.event_type)
+        else:
+            contributions = engine.contributions(ruleset, _engine_event(event), caps)
+            points = sum(c.points for c in contributions)
         step = timeline.apply(engine.ScoredEvent(_key(event.timestamp, event.event_id), event.event_type, points))
         if step is None:  # cannot happen for pending rows (event_id is unique); keep it harmless
             continue
@@ -456,7 +483,7 @@ def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) 
             reason = f"{reason} [{_contributions_text(contributions)}]"
         batch.change(
             lead, previous=step.previous_score, new=step.new_score, event=event, event_type=event.event_type,
-            timestamp=event.timestamp, reason=reason, late=step.late, rules=_rules_record(contributions),
+            timestamp=event.timestamp, reason=reason, late=step.late, rules=batch.rules_record(contributions),
         )
     # Checkpoints: score_after for every new event and every re-folded stored event.
     new_by_event_id = {e.event_id: e for e in new_events}
@@ -532,7 +559,7 @@ def _lead_apply_full(batch: _Batch, lead, history: list, new_events: list, *, re
             text += f" [{_contributions_text(mine.contributions)}]"
         batch.change(
             lead, previous=current.score, new=after.score, event=event, event_type=event.event_type,
-            timestamp=event.timestamp, reason=text, late=late, rules=_rules_record(mine.contributions),
+            timestamp=event.timestamp, reason=text, late=late, rules=batch.rules_record(mine.contributions),
         )
         current = after
     # Checkpoints and points of every event (stored ones only when they differ).
