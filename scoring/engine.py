@@ -701,8 +701,15 @@ def evaluate(
             item.raw_points += contribution.points
             value = float(contribution.points)
             if rule.decays and contribution.points:
-                decaying = True
-                value *= rule.factor((now - at) if now is not None else 0.0)
+                age = (now - at) if now is not None else 0.0
+                factor = rule.factor(age)
+                value *= factor
+                # Still changing with time: not yet expired, and not yet faded below a hundredth.
+                decaying = decaying or (
+                    factor > 0 and abs(value) >= 0.01
+                    if rule.half_life_days is not None
+                    else age < rule.expire_after_days * DAY
+                )
             item.effective += value
             delta += value
         unclamped = score + delta

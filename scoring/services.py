@@ -454,10 +454,15 @@ def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) 
         base, tail, stored_by_event_id = tail_data
     timeline = engine.LeadTimeline(max_score=lead.max_score, base=base, tail=tail, late_policy=policy)
     now = batch.now
+    drop_late = policy is engine.LatePolicy.DROP
     for event in new_events:
         points = ruleset.unconditional_points(event.event_type)
         if points is not None:  # one plain rule for the type: nothing to match, no state
             contributions = batch.plain_contributions(event.event_type)
+        elif drop_late and timeline.state.last_key is not None and (
+            _key(event.timestamp, event.event_id) < timeline.state.last_key
+        ):
+            contributions, points = (), 0  # dropped below: it must not take a cap slot
         else:
             contributions = engine.contributions(ruleset, _engine_event(event), caps)
             points = sum(c.points for c in contributions)

@@ -197,3 +197,27 @@ def test_a_lead_never_goes_back_to_an_older_version_when_the_snapshot_lags_its_l
     assert len(seen) == 2
     assert (lead.current_score, lead.rule_version) == (18, version)
     assert ScoreChange.objects.get(event__event_id="b").rule_version == version
+
+
+def test_a_fully_expired_contribution_stops_the_periodic_refresh(publish):
+    ScoringRule.objects.create(event_type="WEBINAR", points=40, expire_after_days=7)
+    publish()
+    ingest(payload("recent", when=at(days=-1), event_type="WEBINAR"))
+    lead = Lead.objects.get()
+    assert (lead.current_score, lead.decaying) == (40, True)
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=7)):
+        assert leads_decay_refresh() == 1
+    lead.refresh_from_db()
+    assert (lead.current_score, lead.decaying) == (0, False)
+    assert leads_decay_refresh() == 0
+
+
+def test_a_dropped_late_event_takes_no_cap_slot(publish, settings):
+    settings.TARGETGRID_LATE_EVENTS = "drop"
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(cap_count=2)
+    publish()
+    ingest(payload("b", when=at(minutes=-5)))
+    ingest(payload("late", when=at(minutes=-9)))
+    ingest(payload("c", when=at(minutes=-4)))
+    assert Lead.objects.get().current_score == 10
+    assert Event.objects.get(event_id="late").status == "skipped"
