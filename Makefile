@@ -103,7 +103,7 @@ bench-pages: install-dev
 
 ## Demo data for the operator UI (leads + events through the real ingest and scoring).
 seed: migrate
-	$(BIN)/python manage.py seed_demo --leads $${LEADS:-500} --events $${EVENTS:-5000}
+	$(BIN)/python manage.py seed_demo --with-rules --leads $${LEADS:-500} --events $${EVENTS:-5000}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

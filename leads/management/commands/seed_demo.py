@@ -14,7 +14,9 @@ from django.utils import timezone
 from events.models import Event
 from events.services import event_ingest
 from leads.models import Lead
-from scoring.models import ScoringRule
+from scoring.models import FitRule, ScoringRule
+from scoring.rescoring import NothingToPublish, ruleset_publish
+from scoring.services import leads_fit_refresh
 
 FIRST_NAMES = [
     "Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger",
@@ -29,6 +31,23 @@ COMPANIES = [
     "Acme Corp", "Globex", "Initech", "Umbrella Analytics", "Stark Industries", "Wayne Enterprises",
     "Hooli", "Pied Piper", "Vandelay Imports", "Soylent", "Tyrell Systems", "Cyberdyne", "Wonka Labs",
     "Aperture Science", "Massive Dynamic", "Oscorp", "Dunder Mifflin", "Prestige Worldwide",
+]
+TITLES = ["VP Marketing", "Head of Growth", "Marketing Manager", "Software Engineer", "Director of Sales",
+          "Student", "CTO", "Sales Development Rep", "Founder", ""]
+FREE_MAIL = ["gmail.com", "outlook.com", "yahoo.com"]
+PAGES = ["/", "/blog/lead-scoring", "/pricing", "/docs/api", "/pricing/enterprise", "/careers"]
+CAMPAIGNS = ["spring-launch", "webinar-q3", "newsletter", ""]
+# Demo rules (--with-rules): a conditional rule, a cap, a negative rule and fit rules.
+DEMO_RULES = [
+    {"name": "Pricing page", "event_type": "PAGE_VIEW", "points": 15, "priority": 10,
+     "conditions": [{"field": "metadata.url", "op": "contains", "value": "/pricing"}]},
+    {"name": "Unsubscribe", "event_type": "UNSUBSCRIBE", "points": -50},
+]
+DEMO_FIT_RULES = [
+    {"name": "Company given", "points": 20, "conditions": [{"field": "company", "op": "exists", "value": True}]},
+    {"name": "Business e-mail", "points": 40, "conditions": [{"field": "free_mail", "op": "equals", "value": False}]},
+    {"name": "Senior title", "points": 30, "conditions": [
+        {"field": "job_title", "op": "regex", "value": r"\b(vp|head|director|cto|founder)\b", "ignore_case": True}]},
 ]
 # How often each default event type happens (other enabled types get weight 1).
 TYPE_WEIGHTS = {"PAGE_VIEW": 60, "EMAIL_OPEN": 25, "FORM_SUBMIT": 10, "DEMO_REQUEST": 4, "PURCHASE": 1}
@@ -47,17 +66,26 @@ class Command(BaseCommand):
         parser.add_argument("--hours", type=int, default=24, help="Spread event times over this many hours.")
         parser.add_argument("--seed", type=int, default=None, help="Random seed (repeatable data).")
         parser.add_argument(
+            "--with-rules",
+            action="store_true",
+            help="Add demo rules to the draft (pricing-page rule, PAGE_VIEW capped at 10 a day, UNSUBSCRIBE -50, "
+            "fit rules) unless they exist, and publish it.",
+        )
+        parser.add_argument(
             "--keep-received-time",
             action="store_true",
             help="Keep received_at = now; by default it is set to the event time so the charts have history.",
         )
 
-    def handle(self, *args, leads: int, events: int, hours: int, seed, keep_received_time: bool, **options):
+    def handle(self, *args, leads: int, events: int, hours: int, seed, keep_received_time: bool,
+               with_rules: bool = False, **options):
         if leads < 0 or events < 0 or hours < 1:
             raise CommandError("--leads and --events must be >= 0, --hours >= 1")
         rng = random.Random(seed)
         run = uuid.uuid4().hex[:6]
         started = time.monotonic()
+        if with_rules:
+            self._demo_rules()
         lead_ids = self._create_leads(leads, rng, run)
         if events:
             if not lead_ids:
@@ -70,6 +98,22 @@ class Command(BaseCommand):
                                f"in {time.monotonic() - started:.1f}s")
         )
 
+    def _demo_rules(self) -> None:
+        for rule in DEMO_RULES:
+            if not ScoringRule.objects.filter(event_type=rule["event_type"], name=rule["name"]).exists():
+                ScoringRule(**rule).save()
+        ScoringRule.objects.filter(event_type="PAGE_VIEW", name="", cap_count__isnull=True).update(
+            cap_count=10, cap_window_seconds=86_400
+        )
+        for rule in DEMO_FIT_RULES:
+            if not FitRule.objects.filter(name=rule["name"]).exists():
+                FitRule(**rule).save()
+        try:
+            version = ruleset_publish(actor="seed_demo", note="demo rules")
+            self.stdout.write(f"published the demo rules as v{version.number}")
+        except NothingToPublish:
+            pass
+
     def _create_leads(self, count: int, rng: random.Random, run: str) -> list:
         ids = []
         for start in range(0, count, 5000):
@@ -79,6 +123,8 @@ class Command(BaseCommand):
                 company = rng.choice(COMPANIES)
                 domain = company.lower().replace(" ", "") + ".example"
                 local = f"{first}.{last}".lower().replace(" ", "").replace("-", "")
+                if rng.random() < 0.25:
+                    domain = rng.choice(FREE_MAIL)
                 batch.append(
                     Lead(
                         id=uuid.uuid4(),
@@ -87,9 +133,12 @@ class Command(BaseCommand):
                         last_name=last,
                         company=company,
                         phone=f"+1 555 {rng.randint(1000000, 9999999)}",
+                        job_title=rng.choice(TITLES),
                     )
                 )
             Lead.objects.bulk_create(batch, batch_size=1000)
+            for part in range(0, len(batch), 500):  # bulk inserts skip the profile notification
+                leads_fit_refresh(lead_ids=[lead.id for lead in batch[part : part + 500]])
             ids.extend(lead.id for lead in batch)
             self.stderr.write(f"  leads: {len(ids)}/{count}", ending="\r")
         if count:
@@ -97,7 +146,7 @@ class Command(BaseCommand):
         return ids
 
     def _ingest_events(self, count, lead_ids, rng, run, hours, *, backdate: bool) -> None:
-        types = list(ScoringRule.objects.filter(enabled=True).values_list("event_type", flat=True))
+        types = sorted(set(ScoringRule.objects.filter(enabled=True).values_list("event_type", flat=True)))
         if not types:
             raise CommandError("no enabled scoring rules: add one in the admin first")
         weights = [TYPE_WEIGHTS.get(t, 1) for t in types]
@@ -117,7 +166,7 @@ class Command(BaseCommand):
                         "event_type": rng.choices(types, weights)[0],
                         "timestamp": timestamp.isoformat(),
                         "lead_id": str(lead_id),
-                        "metadata": {"seed": "demo"},
+                        "metadata": {"seed": "demo", "url": rng.choice(PAGES), "campaign": rng.choice(CAMPAIGNS)},
                     }
                 )
             result = event_ingest(items=items, source="demo")
