@@ -102,7 +102,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class IsApiKeyOrStaff(permissions.BasePermission):
-    """An API key, or a logged-in staff session; writes by a session need the model permission."""
+    """An API key, or a logged-in staff session; writes by a session need the model permission
+    the view declares as ``write_permission`` (one codename, or a dict per HTTP method)."""
 
     message = "Authentication required: send 'Authorization: Bearer <api key>' or log in as staff."
 
@@ -113,6 +114,8 @@ class IsApiKeyOrStaff(permissions.BasePermission):
         if not (user and user.is_authenticated and user.is_active and user.is_staff):
             return False
         required = getattr(view, "write_permission", None)
+        if isinstance(required, dict):  # per method: {"PUT": "app.change_x", "DELETE": "app.delete_x"}
+            required = required.get(request.method)
         if required and request.method not in permissions.SAFE_METHODS:
             if not user.has_perm(required):
                 self.message = f"Your account may not do this (needs the {required!r} permission)."

@@ -5,11 +5,11 @@ from rest_framework.views import APIView
 
 from config.errors import error_response
 from config.pagination import paginate
-from scoring.selectors import score_history
+from scoring.selectors import lead_score_breakdown, score_history
 from scoring.serializers import ScoreChangeOutputSerializer
 
 from .models import Lead
-from .selectors import leaderboard_top, lead_list
+from .selectors import lead_get, leaderboard_top, lead_list
 from .serializers import LeaderboardQuerySerializer, LeadCreateSerializer, LeadListQuerySerializer, LeadOutputSerializer
 from .services import LeadAlreadyExists, lead_create
 
@@ -34,7 +34,8 @@ class LeadListCreateApi(APIView):
                 errors={"email": ["a lead with this e-mail already exists"]},
                 lead_id=str(exc.lead.id),
             )
-        return Response(LeadOutputSerializer(lead).data, status=status.HTTP_201_CREATED)
+        # The fit score and grade were computed when the lead's row committed (lead.profile_changed).
+        return Response(LeadOutputSerializer(lead_get(lead_id=lead.pk) or lead).data, status=status.HTTP_201_CREATED)
 
 
 class LeadDetailApi(APIView):
@@ -55,3 +56,15 @@ class LeadScoreHistoryApi(APIView):
     def get(self, request, lead_id):
         get_object_or_404(Lead.objects.only("id"), pk=lead_id)
         return paginate(request, self, score_history(lead_id=lead_id), ScoreChangeOutputSerializer)
+
+
+class LeadScoreBreakdownApi(APIView):
+    """Why the lead has its score: per rule, the events counted, capped and decayed and the points,
+    plus the clamp and rounding adjustments, summing to ``current_score`` (docs/scoring-model.md)."""
+
+    def get(self, request, lead_id):
+        lead = lead_get(lead_id=lead_id)
+        if lead is None:
+            return error_response(f"No lead {lead_id}.", status_code=status.HTTP_404_NOT_FOUND,
+                                  errors={"lead_id": ["no such lead"]})
+        return Response(lead_score_breakdown(lead=lead))

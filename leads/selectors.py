@@ -20,7 +20,16 @@ LEAD_ORDERINGS = {
     "-company",
     "last_name",
     "-last_name",
+    "fit_score",
+    "-fit_score",
+    "grade",
+    "-grade",
 }
+# The columns LeadOutputSerializer shows (lists read only these).
+LEAD_OUTPUT_COLUMNS = (
+    "id", "email", "first_name", "last_name", "company", "phone", "job_title", "current_score", "fit_score",
+    "grade", "max_score", "score_as_of", "rule_version", "last_processed_event_time", "created_at", "updated_at",
+)
 
 
 def leads_resolve(*, lead_ids=(), emails=()) -> tuple[set, dict]:
@@ -42,8 +51,16 @@ def leads_resolve(*, lead_ids=(), emails=()) -> tuple[set, dict]:
 
 
 def lead_list(
-    *, search: str = "", min_score: int | None = None, max_score: int | None = None, ordering: str = "-current_score"
+    *,
+    search: str = "",
+    min_score: int | None = None,
+    max_score: int | None = None,
+    grade: str = "",
+    min_fit: int | None = None,
+    max_fit: int | None = None,
+    ordering: str = "-current_score",
 ) -> QuerySet[Lead]:
+    """``grade``: ``A1`` (that grade), ``A`` (any A grade) or ``1`` (any grade of engagement 1)."""
     leads = Lead.objects.all()
     search = search.strip()
     if search:
@@ -57,17 +74,27 @@ def lead_list(
         leads = leads.filter(current_score__gte=min_score)
     if max_score is not None:
         leads = leads.filter(current_score__lte=max_score)
+    if len(grade) == 2:
+        leads = leads.filter(grade=grade)
+    elif grade.isdigit():
+        leads = leads.filter(grade__endswith=grade)
+    elif grade:
+        leads = leads.filter(grade__startswith=grade)
+    if min_fit is not None:
+        leads = leads.filter(fit_score__gte=min_fit)
+    if max_fit is not None:
+        leads = leads.filter(fit_score__lte=max_fit)
     if ordering not in LEAD_ORDERINGS:
         ordering = "-current_score"
     return leads.order_by(ordering, "id")
 
 
+def lead_get(*, lead_id) -> Lead | None:
+    return Lead.objects.filter(pk=lead_id).first()
+
+
 def leaderboard_top(*, limit: int = 10) -> list[Lead]:
-    return list(
-        Lead.objects.order_by("-current_score", "id").only(
-            "id", "email", "first_name", "last_name", "company", "current_score", "max_score"
-        )[:limit]
-    )
+    return list(Lead.objects.order_by("-current_score", "id").only(*LEAD_OUTPUT_COLUMNS)[:limit])
 
 
 def lead_kpis() -> dict:

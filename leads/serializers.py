@@ -1,15 +1,35 @@
+import re
+
 from rest_framework import serializers
+
+from events.validation import text_problem
 
 from .models import Lead
 from .selectors import LEAD_ORDERINGS
 
+GRADE_FILTER_RE = re.compile(r"^(?:[A-D][1-4]?|[1-4])$")
+
+
+def storable_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
+    return value
+
+
+def _text(max_length: int):
+    return serializers.CharField(
+        max_length=max_length, required=False, allow_blank=True, default="", validators=[storable_text]
+    )
+
 
 class LeadCreateSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    first_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    last_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    company = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    phone = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    first_name = _text(100)
+    last_name = _text(100)
+    company = _text(200)
+    phone = _text(50)
+    job_title = _text(200)
     max_score = serializers.IntegerField(min_value=0, max_value=1_000_000_000, required=False, default=1000)
 
     def validate_email(self, value: str) -> str:
@@ -17,7 +37,11 @@ class LeadCreateSerializer(serializers.Serializer):
 
 
 class LeadOutputSerializer(serializers.ModelSerializer):
+    """``current_score`` is the behaviour score (``behaviour_score`` says so by name), evaluated at
+    ``score_as_of`` under rules ``rule_version``; ``fit_score`` and ``grade`` come from the profile."""
+
     name = serializers.CharField(read_only=True)
+    behaviour_score = serializers.IntegerField(source="current_score", read_only=True)
 
     class Meta:
         model = Lead
@@ -29,8 +53,14 @@ class LeadOutputSerializer(serializers.ModelSerializer):
             "name",
             "company",
             "phone",
+            "job_title",
             "current_score",
+            "behaviour_score",
+            "fit_score",
+            "grade",
             "max_score",
+            "score_as_of",
+            "rule_version",
             "last_processed_event_time",
             "created_at",
             "updated_at",
@@ -41,16 +71,29 @@ class LeadListQuerySerializer(serializers.Serializer):
     search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     min_score = serializers.IntegerField(required=False, allow_null=True, default=None)
     max_score = serializers.IntegerField(required=False, allow_null=True, default=None)
+    min_fit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=100)
+    max_fit = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=100)
+    grade = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2,
+        help_text="A grade (A1), a fit letter (A: any A grade) or an engagement digit (1: A1, B1, C1, D1).",
+    )
     ordering = serializers.ChoiceField(
         required=False,
         default="-current_score",
         choices=sorted(LEAD_ORDERINGS),
     )
 
+    def validate_grade(self, value: str) -> str:
+        value = value.strip().upper()
+        if value and not GRADE_FILTER_RE.match(value):
+            raise serializers.ValidationError("a grade (A1 … D4), a letter A–D or a digit 1–4")
+        return value
+
     def validate(self, attrs):
-        low, high = attrs.get("min_score"), attrs.get("max_score")
-        if low is not None and high is not None and low > high:
-            raise serializers.ValidationError({"min_score": ["must not be greater than max_score"]})
+        for low_name, high_name in (("min_score", "max_score"), ("min_fit", "max_fit")):
+            low, high = attrs.get(low_name), attrs.get(high_name)
+            if low is not None and high is not None and low > high:
+                raise serializers.ValidationError({low_name: [f"must not be greater than {high_name}"]})
         return attrs
 
 

@@ -9,4 +9,6 @@ urlpatterns = [
     path("leads/<uuid:lead_id>/", apis.LeadDetailApi.as_view()),
     path("leads/<uuid:lead_id>/score-history", apis.LeadScoreHistoryApi.as_view(), name="api-lead-history"),
     path("leads/<uuid:lead_id>/score-history/", apis.LeadScoreHistoryApi.as_view()),
+    path("leads/<uuid:lead_id>/score-breakdown", apis.LeadScoreBreakdownApi.as_view(), name="api-lead-breakdown"),
+    path("leads/<uuid:lead_id>/score-breakdown/", apis.LeadScoreBreakdownApi.as_view()),
 ]

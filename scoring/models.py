@@ -1,9 +1,11 @@
+import json
 import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from config.fields import BinaryCharField
+from events.validation import json_value_problem
 
 from . import engine
 
@@ -13,6 +15,30 @@ EVENT_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 def validate_event_type(value: str) -> None:
     if not EVENT_TYPE_RE.match(value or ""):
         raise ValidationError("Event types are UPPER_SNAKE_CASE (A-Z, 0-9, _), at most 64 characters.")
+
+
+MAX_PRIORITY = 1_000_000_000
+MAX_CAP_COUNT = 1_000_000_000
+MAX_CAP_WINDOW_SECONDS = 3650 * 86_400
+MAX_CONDITIONS_BYTES = 16 * 1024
+# A JSON column stores it on every backend (MariaDB's JSON check refuses more than 32 levels).
+MAX_CONDITIONS_DEPTH = 8
+
+
+def conditions_problem(conditions, *, fields=None) -> str | None:
+    """Why ``conditions`` is not a valid, storable list of conditions (the message names the place,
+    ``conditions[0].op: …``), or None. The engine decides validity (``engine.conditions_parse``);
+    this adds what a JSON column refuses (NaN/Infinity, lone surrogates, NUL, depth) and a size."""
+    found = json_value_problem(conditions, name="conditions", max_depth=MAX_CONDITIONS_DEPTH)
+    if found:
+        return f"{found[0]}: {found[1]}"
+    try:
+        engine.conditions_parse(conditions, fields=fields)
+    except engine.RuleError as exc:
+        return str(exc)
+    if len(json.dumps(conditions, ensure_ascii=False).encode("utf-8")) > MAX_CONDITIONS_BYTES:
+        return f"conditions: at most {MAX_CONDITIONS_BYTES // 1024} KB of JSON"
+    return None
 
 
 class MatchMode(models.TextChoices):
@@ -51,16 +77,21 @@ class ScoringRule(models.Model):
 
     def clean(self) -> None:
         errors = {}
-        try:
-            engine.conditions_parse(self.conditions)
-        except engine.RuleError as exc:
-            errors["conditions"] = str(exc)
+        problem = conditions_problem(self.conditions)
+        if problem:
+            errors["conditions"] = problem
         if self.cap_window_seconds is not None and self.cap_count is None:
             errors["cap_window_seconds"] = "A cap window needs a cap count."
         if self.cap_count is not None and self.cap_count < 1:
             errors["cap_count"] = "At least 1 (leave empty for no cap)."
+        if self.cap_count is not None and self.cap_count > MAX_CAP_COUNT:
+            errors["cap_count"] = f"At most {MAX_CAP_COUNT:,}."
         if self.cap_window_seconds is not None and self.cap_window_seconds < 1:
             errors["cap_window_seconds"] = "At least 1 second (leave empty: the cap counts forever)."
+        if self.cap_window_seconds is not None and self.cap_window_seconds > MAX_CAP_WINDOW_SECONDS:
+            errors["cap_window_seconds"] = f"At most {MAX_CAP_WINDOW_SECONDS:,} seconds (3,650 days)."
+        if self.priority is not None and not -MAX_PRIORITY <= self.priority <= MAX_PRIORITY:
+            errors["priority"] = f"Between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}."
         for name in ("half_life_days", "expire_after_days"):
             value = getattr(self, name)
             if value is not None and not (0 < value <= 36_500):
@@ -105,12 +136,16 @@ class FitRule(models.Model):
         ordering = ["priority", "id"]
 
     def clean(self) -> None:
-        try:
-            engine.conditions_parse(self.conditions, fields=engine.FIT_FIELDS)
-        except engine.RuleError as exc:
-            raise ValidationError({"conditions": str(exc)}) from None
+        errors = {}
+        problem = conditions_problem(self.conditions, fields=engine.FIT_FIELDS)
+        if problem:
+            errors["conditions"] = problem
         if self.points is not None and not -100 <= self.points <= 100:
-            raise ValidationError({"points": "Between -100 and 100 (the fit score is clamped to 0-100)."})
+            errors["points"] = "Between -100 and 100 (the fit score is clamped to 0-100)."
+        if self.priority is not None and not -MAX_PRIORITY <= self.priority <= MAX_PRIORITY:
+            errors["priority"] = f"Between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}."
+        if errors:
+            raise ValidationError(errors)
 
     def __str__(self) -> str:
         return f"{self.name or 'fit rule'} ({self.points:+d})"
@@ -130,6 +165,23 @@ class ScoringSettings(models.Model):
 
     class Meta:
         verbose_name = verbose_name_plural = "rule-set settings (draft)"
+
+    def clean(self) -> None:
+        """Thresholds within the scores' ranges and in grade order (A ≥ B ≥ C, 1 ≥ 2 ≥ 3)."""
+        errors = {}
+        for names, low, high in (
+            (("grade_fit_a", "grade_fit_b", "grade_fit_c"), 0, 100),
+            (("grade_score_1", "grade_score_2", "grade_score_3"), 0, 1_000_000_000),
+        ):
+            values = [getattr(self, name) for name in names]
+            for name, value in zip(names, values):
+                if value is not None and not low <= value <= high:
+                    errors[name] = f"Between {low:,} and {high:,}."
+            for (higher, upper), (name, value) in zip(zip(names, values), zip(names[1:], values[1:])):
+                if name not in errors and None not in (upper, value) and value > upper:
+                    errors[name] = f"At most {higher} ({upper})."
+        if errors:
+            raise ValidationError(errors)
 
     def __str__(self) -> str:
         return "Rule-set settings (draft)"

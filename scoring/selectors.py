@@ -11,9 +11,17 @@ from django.dispatch import receiver
 
 from events.models import Event, EventStatus
 
-from .models import ScoreChange, ScoringRule
 from . import engine
-from .rulesets import ruleset_current, ruleset_of
+from .models import FitRule, RescoreJob, RuleSetVersion, ScoreChange, ScoringRule
+from .rulesets import (
+    current_version_number,
+    draft_snapshot,
+    ruleset_current,
+    ruleset_of,
+    settings_draft,
+    snapshot_diff,
+    version_snapshot,
+)
 
 _known_types: tuple[float, frozenset[str]] = (0.0, frozenset())
 
@@ -45,7 +53,55 @@ def known_event_types() -> set[str]:
 
 
 def rule_list() -> QuerySet[ScoringRule]:
-    return ScoringRule.objects.order_by("event_type")
+    """The draft's behaviour rules, in the order the engine tries them per event type."""
+    return ScoringRule.objects.order_by("event_type", "priority", "id")
+
+
+def fit_rule_list() -> QuerySet[FitRule]:
+    return FitRule.objects.order_by("priority", "id")
+
+
+def ruleset_versions() -> QuerySet[RuleSetVersion]:
+    """Published versions, newest first, without their (large) rule snapshots."""
+    return RuleSetVersion.objects.defer("rules", "fit_rules", "grades").order_by("-number")
+
+
+def ruleset_version_get(*, number: int) -> RuleSetVersion | None:
+    return RuleSetVersion.objects.filter(number=number).first()
+
+
+def ruleset_draft_state() -> dict:
+    """The draft as a version's content plus what publishing it would change against the current
+    version: ``{based_on, match_mode, rules, fit_rules, grades, changes}``."""
+    current = RuleSetVersion.objects.order_by("-number").first()
+    snapshot = draft_snapshot()
+    return {
+        "based_on": current.number if current else 0,
+        **snapshot,
+        "changes": snapshot_diff(version_snapshot(current), snapshot),
+    }
+
+
+def ruleset_draft_pending_changes() -> int:
+    """How many changes the draft holds against the current version."""
+    return len(ruleset_draft_state()["changes"])
+
+
+def ruleset_versions_diff(*, old: RuleSetVersion, new: RuleSetVersion) -> list[dict]:
+    return snapshot_diff(version_snapshot(old), version_snapshot(new))
+
+
+def scoring_settings_get():
+    return settings_draft()
+
+
+def rescore_jobs() -> QuerySet[RescoreJob]:
+    return RescoreJob.objects.order_by("-id")
+
+
+def rescore_job_of_version(*, number: int) -> RescoreJob | None:
+    """The background rescore that publishing ``number`` started (not a single lead's)."""
+    return RescoreJob.objects.filter(version=number, lead_id__isnull=True).order_by("-id").first()
 
 
 def score_history(*, lead_id) -> QuerySet[ScoreChange]:

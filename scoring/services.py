@@ -26,9 +26,9 @@ from leads.models import Lead
 from leads.services import leads_lock
 
 from . import engine, partitions
-from .models import ScoreChange
+from .models import FitRule, ScoreChange, ScoringRule
 from .partitions import partition_of
-from .rulesets import ruleset_current
+from .rulesets import ruleset_current, settings_draft
 from .selectors import pending_oldest_by_partition
 from .wakeups import events_enqueue, events_send, partitions_wake
 
@@ -865,15 +865,36 @@ def events_retry(*, event_ids: Sequence) -> int:
 
 
 def rule_save(*, rule=None, **fields):
-    """Create or update a scoring rule; it applies to the next event scored (rules are read per batch)."""
-    from .models import ScoringRule
+    """Create or update a behaviour rule of the **draft** (it scores once a version is published).
+    Validated by the model (``full_clean``: ``ScoringRule.clean``); raises Django's ValidationError."""
+    return _draft_row_save(rule or ScoringRule(), fields)
 
-    rule = rule or ScoringRule()
+
+def rule_delete(*, rule) -> None:
+    """Remove a behaviour rule from the draft (the published versions keep their snapshot)."""
+    rule.delete()
+
+
+def fit_rule_save(*, rule=None, **fields):
+    """Create or update a fit rule of the draft; validated like ``rule_save``."""
+    return _draft_row_save(rule or FitRule(), fields)
+
+
+def fit_rule_delete(*, rule) -> None:
+    rule.delete()
+
+
+def scoring_settings_save(**fields):
+    """Change the draft rule set's settings (match mode, grade thresholds); validated like ``rule_save``."""
+    return _draft_row_save(settings_draft(), fields)
+
+
+def _draft_row_save(row, fields: dict):
     for name, value in fields.items():
-        setattr(rule, name, value)
-    rule.full_clean()
-    rule.save()
-    return rule
+        setattr(row, name, value)
+    row.full_clean()
+    row.save()  # the whole row: the admin passes an instance its form has already changed
+    return row
 
 
 def leads_rescore(*, lead_ids: Sequence, actor: str = "", only_outdated: bool = False) -> int:
