@@ -5,15 +5,32 @@ from __future__ import annotations
 
 from django import forms
 
-from .selectors import LEAD_ORDERINGS
+from .selectors import GRADE_LETTERS, GRADES, LEAD_ORDERINGS
 
 SCORE_LIMIT = 1_000_000_000
+FIT_LIMIT = 100  # fit scores are clamped to [0, 100] (docs/scoring-model.md)
+
+GRADE_CHOICES = [
+    ("", "Any grade"),
+    ("By fit letter", [(letter, f"{letter}1–{letter}4 (fit {letter})") for letter in GRADE_LETTERS]),
+    ("Exact grade", [(grade, grade) for grade in GRADES]),
+]
+
+
+class _GradeField(forms.ChoiceField):
+    """A grade choice that also takes lower case (``?grade=b2``)."""
+
+    def to_python(self, value) -> str:
+        return super().to_python(value).strip().upper()
 
 
 class LeadFilterForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=200, strip=True)
     min_score = forms.IntegerField(label="Min score", required=False, min_value=0, max_value=SCORE_LIMIT)
     max_score = forms.IntegerField(label="Max score", required=False, min_value=0, max_value=SCORE_LIMIT)
+    grade = _GradeField(label="Grade", required=False, choices=GRADE_CHOICES, widget=forms.Select(attrs={"class": "input"}))
+    min_fit = forms.IntegerField(label="Min fit", required=False, min_value=0, max_value=FIT_LIMIT)
+    max_fit = forms.IntegerField(label="Max fit", required=False, min_value=0, max_value=FIT_LIMIT)
     o = forms.ChoiceField(
         label="Sort", required=False, choices=[(value, value) for value in sorted(LEAD_ORDERINGS)]
     )
@@ -23,6 +40,9 @@ class LeadFilterForm(forms.Form):
         low, high = data.get("min_score"), data.get("max_score")
         if low is not None and high is not None and low > high:
             self.add_error("max_score", "must be at least the min score")
+        low, high = data.get("min_fit"), data.get("max_fit")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_fit", "must be at least the min fit")
         return data
 
     def filters(self) -> dict:
@@ -33,8 +53,17 @@ class LeadFilterForm(forms.Form):
             "search": data.get("q") or "",
             "min_score": data.get("min_score"),
             "max_score": data.get("max_score") if "max_score" not in self.errors else None,
+            "grade": data.get("grade") or "",
+            "min_fit": data.get("min_fit"),
+            "max_fit": data.get("max_fit") if "max_fit" not in self.errors else None,
             "ordering": data.get("o") or "-current_score",
         }
+
+    @staticmethod
+    def is_filtered(filters: dict) -> bool:
+        return bool(filters["search"] or filters["grade"]) or any(
+            filters[name] is not None for name in ("min_score", "max_score", "min_fit", "max_fit")
+        )
 
 
 class LeadCreateForm(forms.Form):
@@ -42,6 +71,7 @@ class LeadCreateForm(forms.Form):
     first_name = forms.CharField(label="First name", max_length=100, required=False)
     last_name = forms.CharField(label="Last name", max_length=100, required=False)
     company = forms.CharField(label="Company", max_length=200, required=False)
+    job_title = forms.CharField(label="Job title", max_length=200, required=False)
     phone = forms.CharField(label="Phone", max_length=50, required=False)
     max_score = forms.IntegerField(
         label="Max score", min_value=0, max_value=SCORE_LIMIT, initial=1000, help_text="The score is capped here."

@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Avg, Count, Q, QuerySet
 
+from scoring.rulesets import current_version_number, ruleset_of
+from scoring.selectors import lead_score_breakdown
+
 from .models import Lead
 
 LEAD_ORDERINGS = {
@@ -30,6 +33,9 @@ LEAD_OUTPUT_COLUMNS = (
     "id", "email", "first_name", "last_name", "company", "phone", "job_title", "current_score", "fit_score",
     "grade", "max_score", "score_as_of", "rule_version", "last_processed_event_time", "created_at", "updated_at",
 )
+
+GRADE_LETTERS = ("A", "B", "C", "D")
+GRADES = tuple(letter + digit for letter in GRADE_LETTERS for digit in "1234")
 
 
 def leads_resolve(*, lead_ids=(), emails=()) -> tuple[set, dict]:
@@ -60,7 +66,9 @@ def lead_list(
     max_fit: int | None = None,
     ordering: str = "-current_score",
 ) -> QuerySet[Lead]:
-    """``grade``: ``A1`` (that grade), ``A`` (any A grade) or ``1`` (any grade of engagement 1)."""
+    """Leads matching the filters. ``grade``: an exact grade (``"B2"``), a fit letter (``"B"``: B1-B4)
+    or an engagement digit (``"1"``: A1-D1); anything else is ignored. ``min_fit``/``max_fit`` bound
+    the fit score."""
     leads = Lead.objects.all()
     search = search.strip()
     if search:
@@ -74,12 +82,13 @@ def lead_list(
         leads = leads.filter(current_score__gte=min_score)
     if max_score is not None:
         leads = leads.filter(current_score__lte=max_score)
-    if len(grade) == 2:
+    grade = (grade or "").strip().upper()
+    if grade in GRADES:
         leads = leads.filter(grade=grade)
-    elif grade.isdigit():
-        leads = leads.filter(grade__endswith=grade)
-    elif grade:
-        leads = leads.filter(grade__startswith=grade)
+    elif grade in GRADE_LETTERS:
+        leads = leads.filter(grade__in=[grade + digit for digit in "1234"])  # an IN on lead_grade_idx
+    elif grade in ("1", "2", "3", "4"):
+        leads = leads.filter(grade__in=[letter + grade for letter in GRADE_LETTERS])
     if min_fit is not None:
         leads = leads.filter(fit_score__gte=min_fit)
     if max_fit is not None:
@@ -146,20 +155,18 @@ def score_distribution(*, buckets: int = 10) -> list[dict]:
     ]
 
 
-def lead_page_list(*, search: str = "", min_score=None, max_score=None, ordering: str = "-current_score"):
-    """The Leads page's rows: only the columns it shows."""
-    return lead_list(search=search, min_score=min_score, max_score=max_score, ordering=ordering).only(
-        "id", "email", "first_name", "last_name", "company", "current_score", "max_score", "created_at", "updated_at"
+def lead_page_list(**filters):
+    """The Leads page's rows (``lead_list`` filters): only the columns it shows."""
+    return lead_list(**filters).only(
+        "id", "email", "first_name", "last_name", "company", "current_score", "max_score", "fit_score", "grade",
+        "created_at", "updated_at",
     )
 
 
-def lead_export_rows(*, search: str = "", min_score=None, max_score=None, ordering: str = "-current_score"):
-    """Tuples for the CSV export of the current filter, streamed in chunks (``iterator``)."""
-    return (
-        lead_list(search=search, min_score=min_score, max_score=max_score, ordering=ordering)
-        .values_list(*LEAD_EXPORT_COLUMNS)
-        .iterator(chunk_size=2000)
-    )
+def lead_export_rows(**filters):
+    """Tuples for the CSV export of the current filter (``lead_list`` filters), streamed in chunks
+    (``iterator``)."""
+    return lead_list(**filters).values_list(*LEAD_EXPORT_COLUMNS).iterator(chunk_size=2000)
 
 
 LEAD_EXPORT_COLUMNS = [
@@ -168,9 +175,50 @@ LEAD_EXPORT_COLUMNS = [
     "first_name",
     "last_name",
     "company",
+    "job_title",
     "phone",
     "current_score",
+    "fit_score",
+    "grade",
     "max_score",
     "created_at",
     "updated_at",
 ]
+
+
+def _grade_parts(grade: str, grades) -> dict:
+    """What the two halves of a grade mean under the version's thresholds (for the lead page)."""
+    letter, digit = (grade + "  ")[:2]
+    fit_floor = {"A": grades.fit_a, "B": grades.fit_b, "C": grades.fit_c}
+    score_floor = {"1": grades.score_1, "2": grades.score_2, "3": grades.score_3}
+    return {
+        "letter": letter,
+        "digit": digit,
+        "fit_rule": f"fit ≥ {fit_floor[letter]}" if letter in fit_floor else f"fit < {grades.fit_c}",
+        "score_rule": f"score ≥ {score_floor[digit]}" if digit in score_floor else f"score < {grades.score_3}",
+    }
+
+
+def lead_score_explanation(*, lead: Lead) -> dict:
+    """The lead page's "Why this score": ``scoring.selectors.lead_score_breakdown`` (the lead's
+    events re-evaluated under its version at its ``score_as_of``) plus what the page says around
+    it: the sum of the rule rows, the fit rules' sum and clamp, what the grade means, and whether
+    the lead is due for a rescore (a newer version is published, or the breakdown does not match
+    the stored score yet)."""
+    breakdown = lead_score_breakdown(lead=lead)
+    current = current_version_number()
+    fit_sum = sum(rule["points"] for rule in breakdown["fit_rules"])
+    rules_sum = sum(rule["points"] for rule in breakdown["rules"])
+    return {
+        **breakdown,
+        "rules_sum": rules_sum,
+        "adjustments_sum": breakdown["clamp_adjustment"] + breakdown["rounding_adjustment"],
+        "decayed_total": sum(rule["decayed"] for rule in breakdown["rules"]),
+        "fit_sum": fit_sum,
+        "fit_clamp": lead.fit_score - fit_sum,
+        "grade_parts": _grade_parts(lead.grade, ruleset_of(lead.rule_version).grades),
+        "current_version": current,
+        "outdated": 0 < lead.rule_version < current,
+        "rescoring": not breakdown["consistent"] or 0 < lead.rule_version < current,
+        "decay_refresh_minutes": round(settings.TARGETGRID_DECAY_REFRESH_SECONDS / 60),
+    }

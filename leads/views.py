@@ -29,6 +29,7 @@ from .selectors import (
     lead_export_rows,
     lead_kpis,
     lead_page_list,
+    lead_score_explanation,
     leaderboard_top,
     score_distribution,
 )
@@ -70,9 +71,13 @@ def dashboard(request):
 SORTABLE_COLUMNS = [
     ("email", "Lead"),
     ("company", "Company"),
+    ("grade", "Grade"),
     ("current_score", "Score"),
+    ("fit_score", "Fit"),
     ("created_at", "Created"),
 ]
+# Best first on the first click: highest score/fit, newest date, grade A1 before D4.
+_DESCENDING_FIRST = {"current_score", "fit_score", "created_at"}
 
 
 def _sort_headers(ordering: str) -> list[dict]:
@@ -86,7 +91,7 @@ def _sort_headers(ordering: str) -> list[dict]:
             aria = "descending" if descending else "ascending"
         else:
             # Scores and dates read best newest/highest first; text A-Z.
-            next_order = f"-{field}" if field in {"current_score", "created_at"} else field
+            next_order = f"-{field}" if field in _DESCENDING_FIRST else field
             aria = "none"
         headers.append({"field": field, "label": label, "order": next_order, "aria_sort": aria})
     return headers
@@ -97,7 +102,7 @@ def lead_list_page(request):
     form = LeadFilterForm(request.GET)
     filters = form.filters()
     page = Paginator(lead_page_list(**filters), LEADS_PER_PAGE).get_page(request.GET.get("page"))
-    filtered = bool(filters["search"] or filters["min_score"] is not None or filters["max_score"] is not None)
+    filtered = form.is_filtered(filters)
     context = {
         "nav": "leads",
         "form": form,
@@ -176,6 +181,7 @@ def lead_detail(request, lead_id):
     context = {
         "nav": "leads",
         "lead": lead,
+        "why": lead_score_explanation(lead=lead),
         "events": events,
         "history": history,
         "timeline": [{"x": _iso(point["x"]), "y": point["y"]} for point in timeline],

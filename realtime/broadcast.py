@@ -47,6 +47,9 @@ def leaderboard_payload(limit: int | None = None) -> dict:
                 "name": lead.name,
                 "company": lead.company,
                 "current_score": lead.current_score,
+                "max_score": lead.max_score,
+                "fit_score": lead.fit_score,
+                "grade": lead.grade,
             }
             for rank, lead in enumerate(leaders, start=1)
         ],

@@ -171,8 +171,10 @@ def _event_fail(*, pk: uuid.UUID, lead_id: uuid.UUID, event_id: str, error: Base
     return marked
 
 
-def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, timestamp, reason: str, late=False) -> dict:
-    """The ``score.changed`` payload of one score change (realtime.broadcast sends it)."""
+def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, timestamp, reason: str, late=False,
+                  fit_score: int | None = None, grade: str | None = None) -> dict:
+    """The ``score.changed`` payload of one score change (realtime.broadcast sends it). ``grade`` is
+    the lead's grade at ``new`` with ``fit_score`` (the pages update the badge from it)."""
     return {
         "lead_id": str(lead.id),
         "email": lead.email,
@@ -184,6 +186,8 @@ def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, t
         "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
         "late": late,
         "reason": reason,
+        "fit_score": lead.fit_score if fit_score is None else fit_score,
+        "grade": lead.grade if grade is None else grade,
     }
 
 
@@ -343,6 +347,7 @@ class _Batch:
         self.score_leads: list[Lead] = []  # score fields changed
         self.model_leads: list[Lead] = []  # score fields plus the rule-set fields changed
         self.broadcasts: list[dict] = []
+        self._lead_frames = 0  # index of the first broadcast of the lead being applied
         self.processed = 0
         self.skipped = 0
         self._records: dict[tuple, list] = {}
@@ -401,6 +406,11 @@ class _Batch:
         if fit_score is not None:
             lead.fit_score = fit_score
         lead.grade = ruleset.grade(fit_score=lead.fit_score, score=score)
+        # The lead's frames carry the grade after each change, with the lead's (possibly new) fit.
+        for frame in self.broadcasts[self._lead_frames:]:
+            frame["fit_score"] = lead.fit_score
+            frame["grade"] = ruleset.grade(fit_score=lead.fit_score, score=frame["new_score"])
+        self._lead_frames = len(self.broadcasts)
         lead.score_as_of = self.now
         lead.updated_at = self.now
         if model_fields:

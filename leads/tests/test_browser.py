@@ -198,8 +198,8 @@ def browser():
         chromium.close()
 
 
-def _login(browser, server, username, password):
-    context = browser.new_context(viewport=VIEWPORT, base_url=server.url, timezone_id="Europe/Berlin")
+def _login(browser, server, username, password, viewport=VIEWPORT):
+    context = browser.new_context(viewport=viewport, base_url=server.url, timezone_id="Europe/Berlin")
     page = context.new_page()
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
@@ -221,6 +221,15 @@ def viewer_page(browser, server):
     context, page = _login(browser, server, "viewer", VIEWER_PASSWORD)
     yield page
     context.close()
+
+
+def publish_draft(server, setup: str = "") -> None:
+    """Run ``setup`` (Python, in a manage.py shell) then publish the draft and rescore every lead
+    under it in that process (the inline queue), as an operator's publish and its background job do."""
+    manage(
+        {**server.env, "TARGETGRID_QUEUE": "inline"}, "shell", "-c",
+        setup + "\nfrom scoring.rescoring import ruleset_publish\nruleset_publish(actor='browser-test', note='test')\n",
+    )
 
 
 def shot(page, name: str) -> None:
@@ -289,6 +298,10 @@ def test_dashboard_updates_live_when_an_event_is_posted(admin_page, server):
     leader = page.locator("[data-leaders] tbody tr").first
     expect(leader).to_contain_text(email, timeout=5000)
     expect(leader.locator("[data-score-value]")).to_have_text(str(expected))
+    # The row built from the leaderboard frame carries the grade badge and the fit score.
+    expect(leader.locator("[data-grade]")).to_have_text(re.compile(r"^Grade [A-D][1-4]$"))
+    expect(leader.locator("[data-grade]")).to_be_visible()
+    expect(leader.locator("[data-fit]")).to_have_text(re.compile(r"^\d+$"))
     # The figures follow (debounced re-fetch of the KPI region).
     expect(page.locator("[data-kpi=leads]")).to_have_text("26", timeout=8000)
     assert_not_reloaded(page)
@@ -424,6 +437,8 @@ def test_rule_edited_in_the_admin_applies_to_the_next_event(admin_page, server):
     page.fill("#id_points", "7")
     page.click("input[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    # The edit went to the draft; it scores once published (docs/scoring-model.md).
+    publish_draft(server)
 
     email = f"rule-{uuid.uuid4().hex[:8]}@example.com"
     server.post_event(email, "PAGE_VIEW")
@@ -562,3 +577,196 @@ def test_event_file_upload_shows_a_moving_progress_bar_and_the_error_report(admi
         report = response.read().decode()
     lines = [line for line in report.splitlines()[1:] if line]
     assert len(lines) == bad and all("event_type" in line for line in lines), report[:500]
+
+
+
+# ---- fit score, grade and "Why this score" (issue #10), at a laptop and a phone size -------------
+
+SIZES = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
+FIT_RULES_SETUP = """
+from scoring.models import FitRule, ScoringRule
+if not ScoringRule.objects.filter(name='Pricing page').exists():
+    ScoringRule.objects.create(event_type='PAGE_VIEW', name='Pricing page', points=15, priority=10, cap_count=2,
+                               conditions=[{'field': 'metadata.url', 'op': 'contains', 'value': '/pricing'}])
+    FitRule.objects.create(name='Has a company', points=30, conditions=[{'field': 'company', 'op': 'exists', 'value': True}])
+    FitRule.objects.create(name='Work e-mail', points=20, conditions=[{'field': 'free_mail', 'op': 'equals', 'value': False}])
+"""
+
+
+@pytest.fixture(scope="module")
+def scoring_model(server):
+    """A conditional capped rule and two fit rules, published (every lead rescored under them)."""
+    publish_draft(server, FIT_RULES_SETUP)
+    return server
+
+
+@pytest.fixture(params=sorted(SIZES))
+def sized_page(request, browser, scoring_model):
+    context, page = _login(browser, scoring_model, "admin", ADMIN_PASSWORD, viewport=SIZES[request.param])
+    page.size_name = request.param
+    yield page
+    context.close()
+
+
+def wait_processed(server, lead_id: str, count: int, timeout: float = 10) -> None:
+    """Until ``count`` events of the lead are processed (through the REST API)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, payload = server.api("GET", f"/api/events/lead/{lead_id}")
+        assert status == 200, payload
+        done = [row for row in payload["results"] if row["status"] == "processed"]
+        if len(done) >= count:
+            return
+        assert time.monotonic() < deadline, payload
+        time.sleep(0.1)
+
+
+def engagement_digit(score: int) -> str:
+    return "1" if score >= 300 else "2" if score >= 100 else "3" if score >= 40 else "4"
+
+
+def assert_on_screen(page, locator) -> None:
+    """Every element of ``locator`` lies inside the viewport's width (no key column pushed off)."""
+    width = page.viewport_size["width"]
+    boxes = locator.evaluate_all("nodes => nodes.map(n => { const r = n.getBoundingClientRect(); return [r.left, r.right, r.width]; })")
+    assert boxes, "nothing to check"
+    for left, right, box_width in boxes:
+        assert box_width > 0 and left >= 0 and right <= width + 0.5, (left, right, width)
+
+
+def test_lead_page_explains_the_score_and_follows_the_grade_live(sized_page, scoring_model):
+    from playwright.sync_api import expect
+
+    page, server = sized_page, scoring_model
+    # Given a lead added with a company and a job title (fit: company 30 + work e-mail 20 = B),
+    email = f"why-{page.size_name}-{uuid.uuid4().hex[:6]}@initech.example"
+    page.goto("/leads/new/")
+    page.fill("#id_email", email)
+    page.fill("#id_company", "Initech")
+    page.fill("#id_job_title", "Head of Operations")
+    page.click("#main form.form button[type=submit]")
+    page.wait_for_url("**/leads/*-*/")
+    lead_url = page.url
+    # and scored by three pricing page views (the conditional rule is capped at 2) and a form,
+    def ago(seconds):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+
+    for seconds in (300, 240, 180):
+        server.post_event(email, "PAGE_VIEW", metadata={"url": "/pricing"}, timestamp=ago(seconds))
+    server.post_event(email, "FORM_SUBMIT", timestamp=ago(120))
+    lead_id = page.url.rstrip("/").split("/")[-1]
+    wait_processed(server, lead_id, 4)
+    score = server.lead(email)["current_score"]
+    assert score < 100  # 2 x 15 + 3 page views + 20
+
+    # when its page is opened,
+    page.goto(lead_url)
+    wait_live(page)
+    expect(page.locator("[data-lead-score]")).to_have_text(str(score))
+    # then "Why this score" lists the rules, the adjustments and a total that equals the score,
+    why = page.locator("[data-region=why]")
+    expect(why).to_contain_text("Rules v")
+    expect(why).to_contain_text("evaluated as of")
+    points = [int(v) for v in why.locator("[data-breakdown] [data-points]").evaluate_all("ns => ns.map(n => n.dataset.points)")]
+    total = int(why.locator("[data-breakdown-total]").inner_text())
+    assert sum(points) == total == score
+    pricing = why.locator("[data-breakdown] tbody tr", has_text="Pricing page")
+    expect(pricing).to_contain_text("+30")
+    expect(pricing).to_be_visible()
+    assert_on_screen(page, why.locator("[data-breakdown] tbody th, [data-breakdown] tbody .stack-end, [data-breakdown-total]"))
+    # the fit rules that matched, the grade badge and the job title,
+    fit_card = page.locator("[data-region=fit]")
+    expect(fit_card.locator("[data-fit-rules] tbody tr")).to_have_count(2)
+    expect(fit_card.locator("[data-fit-total]")).to_have_text("50")
+    grade = "B" + engagement_digit(score)
+    badge = page.locator("[data-region=score] [data-grade]")
+    expect(badge).to_be_visible()
+    expect(badge).to_have_text(f"Grade {grade}")
+    assert_on_screen(page, page.locator("[data-grade]"))
+    expect(page.locator("#main")).to_contain_text("Head of Operations")
+    # and the audit trail shows the version and the rules of each change.
+    history = page.locator("[data-history-table] tbody tr")
+    expect(history.first).to_contain_text("FORM_SUBMIT +20")
+    expect(history.nth(1)).to_contain_text("Pricing page capped")
+    expect(history.first.locator(".version-tag")).to_have_text(re.compile(r"^v\d+$"))
+    assert_on_screen(page, page.locator("[data-history-table] tbody .stack-main, [data-history-table] tbody .stack-end"))
+    shot(page, f"20-lead-why-{page.size_name}")
+
+    # When a purchase lifts the score past 100 (engagement 2) while the page is open,
+    mark_no_reload(page)
+    server.post_event(email, "PURCHASE")
+    # then the score, the grade badges and the breakdown follow without a reload.
+    expect(page.locator("[data-lead-score]")).to_have_text(str(score + 100), timeout=5000)
+    expect(badge).to_have_text(f"Grade B{engagement_digit(score + 100)}", timeout=5000)
+    expect(page.locator("[data-region=fit] [data-grade]")).to_have_text(f"Grade B{engagement_digit(score + 100)}")
+    expect(why.page.locator("[data-region=why] [data-breakdown-total]")).to_have_text(str(score + 100), timeout=5000)
+    points = page.locator("[data-region=why] [data-breakdown] [data-points]").evaluate_all("ns => ns.map(n => +n.dataset.points)")
+    assert sum(points) == score + 100
+    assert_not_reloaded(page)
+
+
+def test_lead_list_filters_by_grade_and_sorts_by_fit(sized_page, scoring_model):
+    from playwright.sync_api import expect
+
+    page, server = sized_page, scoring_model
+    # Given a lead with no company on a free-mail domain (fit 0: grade D) beside the seeded B leads,
+    free = f"free-{page.size_name}-{uuid.uuid4().hex[:6]}@gmail.com"
+    server.post_event(free, "DEMO_REQUEST")
+    server.wait_for_score(free, lambda score: score > 0)
+    page.goto("/leads/")
+    rows = page.locator("[data-lead-table] tbody tr")
+    badges = page.locator("[data-lead-table] tbody [data-grade]")
+    expect(badges.first).to_be_visible()
+    assert {text[-2] for text in badges.all_inner_texts()} >= {"B", "D"}
+    assert_on_screen(page, page.locator("[data-lead-table] tbody [data-grade], [data-lead-table] tbody [data-score-value], "
+                                        "[data-lead-table] tbody [data-fit]"))
+    shot(page, f"21-leads-grades-{page.size_name}")
+
+    # When the grade filter is set to the fit letter D (htmx, no reload),
+    mark_no_reload(page)
+    page.select_option("#id_grade", "D")
+    page.wait_for_function("location.search.includes('grade=D')", timeout=5000)
+    expect(rows.filter(has_text=free)).to_have_count(1)
+    # then only D leads are listed,
+    texts = badges.all_inner_texts()
+    assert texts and all(text.strip().endswith(("D1", "D2", "D3", "D4")) for text in texts), texts
+    assert_not_reloaded(page)
+    # and an exact grade narrows it to that grade.
+    exact = texts[0].strip()[-2:]
+    page.select_option("#id_grade", exact)
+    page.wait_for_function(f"location.search.includes('grade={exact}')", timeout=5000)
+    expect(badges.first).to_have_text(f"Grade {exact}")
+    assert all(text.strip().endswith(exact) for text in badges.all_inner_texts())
+
+    # A fit range and the fit sort: the B leads (fit 50), highest fit first.
+    page.goto("/leads/?min_fit=40&max_fit=60")
+    fits = [int(v) for v in page.locator("[data-lead-table] tbody [data-fit]").all_inner_texts()]
+    assert fits and all(40 <= fit <= 60 for fit in fits)
+    page.goto("/leads/")
+    page.click("th >> a.sort-link:text-is('Fit')")
+    page.wait_for_url("**o=-fit_score**")
+    fits = [int(v) for v in page.locator("[data-lead-table] tbody [data-fit]").all_inner_texts()]
+    assert fits == sorted(fits, reverse=True) and fits[0] == 50
+    page.click("th >> a.sort-link:text-is('Fit')")  # again: lowest first
+    page.wait_for_url("**o=fit_score**")
+    expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Fit")
+    fits = [int(v) for v in page.locator("[data-lead-table] tbody [data-fit]").all_inner_texts()]
+    assert fits == sorted(fits) and fits[0] == 0
+
+
+def test_leaderboard_and_dashboard_show_grade_badges(sized_page, scoring_model):
+    from playwright.sync_api import expect
+
+    page = sized_page
+    for path, name in (("/leaderboard/", "leaderboard"), ("/", "dashboard")):
+        page.goto(path)
+        rows = page.locator("[data-leaders] tbody tr")
+        expect(rows.first.locator("[data-grade]")).to_be_visible()
+        assert rows.count() >= 10
+        texts = rows.locator("[data-grade]").all_text_contents()
+        assert all(re.fullmatch(r"Grade [A-D][1-4]", t.strip()) for t in texts), texts
+        if name == "dashboard":
+            page.locator("[data-leaders]").scroll_into_view_if_needed()
+        assert_on_screen(page, page.locator("[data-leaders] tbody [data-grade], [data-leaders] tbody [data-score-value], "
+                                            "[data-leaders] tbody [data-fit]"))
+        shot(page, f"22-{name}-grades-{page.size_name}")

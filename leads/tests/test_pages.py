@@ -6,6 +6,7 @@ import io
 import json
 import re
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -293,3 +294,235 @@ def test_rules_page_for_viewers_and_operators(viewer_client, client):
     client.force_login(operator)
     html = client.get("/rules/").content.decode()
     assert "Edit rules in the admin" in html and "/change/" in html
+
+
+# ---- fit score, grade and "Why this score" (issue #10) ------------------------------------------
+
+
+def make_graded_leads():
+    Lead.objects.bulk_create(
+        [
+            Lead(email="a1@x.com", current_score=400, fit_score=80, grade="A1"),
+            Lead(email="a3@x.com", current_score=50, fit_score=65, grade="A3"),
+            Lead(email="b2@x.com", current_score=150, fit_score=45, grade="B2"),
+            Lead(email="b4@x.com", current_score=5, fit_score=40, grade="B4"),
+            Lead(email="d2@x.com", current_score=120, fit_score=0, grade="D2"),
+        ]
+    )
+
+
+def grades(response):
+    return re.findall(r'<span class="grade grade--[a-d]" data-grade [^>]*><span class="visually-hidden">Grade </span>([A-D][1-4])</span>',
+                      response.content.decode())
+
+
+def test_lead_list_shows_grade_and_fit_beside_the_score(staff_client):
+    make_graded_leads()
+    response = staff_client.get("/leads/")
+    assert emails(response) == ["a1@x.com", "b2@x.com", "d2@x.com", "a3@x.com", "b4@x.com"]
+    assert grades(response) == ["A1", "B2", "D2", "A3", "B4"]
+    assert re.findall(r'data-fit>(\d+)<', response.content.decode()) == ["80", "45", "0", "65", "40"]
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"grade": "B"}, ["b2@x.com", "b4@x.com"]),  # a fit letter: B1-B4
+        ({"grade": "b2"}, ["b2@x.com"]),  # an exact grade, any case
+        ({"grade": "A", "min_score": 100}, ["a1@x.com"]),
+        ({"min_fit": 40, "max_fit": 65}, ["b2@x.com", "a3@x.com", "b4@x.com"]),
+        ({"o": "-fit_score"}, ["a1@x.com", "a3@x.com", "b2@x.com", "b4@x.com", "d2@x.com"]),
+        ({"o": "fit_score"}, ["d2@x.com", "b4@x.com", "b2@x.com", "a3@x.com", "a1@x.com"]),
+        ({"o": "grade"}, ["a1@x.com", "a3@x.com", "b2@x.com", "b4@x.com", "d2@x.com"]),
+    ],
+)
+def test_lead_list_filters_by_grade_and_fit_and_sorts_by_fit(staff_client, params, expected):
+    make_graded_leads()
+    response = staff_client.get("/leads/", params)
+    assert response.status_code == 200
+    assert emails(response) == expected
+    assert b"Some filters are not valid" not in response.content
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [({"grade": "E9"}, "grade"), ({"min_fit": 101}, "min_fit"), ({"min_fit": 50, "max_fit": 10}, "max_fit"),
+     ({"max_fit": "x"}, "max_fit")],
+)
+def test_bad_grade_or_fit_filters_are_shown_inline_and_ignored(staff_client, params, field):
+    make_graded_leads()
+    response = staff_client.get("/leads/", params)
+    assert response.status_code == 200
+    assert b"Some filters are not valid" in response.content
+    assert f'id="id_{field}_error"'.encode() in response.content
+    expected = 2 if params.get("min_fit") == 50 else 5  # a valid min still applies (fit 80 and 65)
+    assert len(emails(response)) == expected
+
+
+def test_fit_sort_header_toggles_and_marks_the_column(staff_client):
+    make_graded_leads()
+    html = staff_client.get("/leads/").content.decode()
+    assert 'href="?o=-fit_score"' in html  # highest fit first on the first click
+    html = staff_client.get("/leads/", {"o": "-fit_score"}).content.decode()
+    assert re.search(r'aria-sort="descending"><a class="sort-link" href="\?o=fit_score"[^>]*>Fit<', html)
+
+
+def test_csv_export_has_fit_grade_and_job_title_and_defuses_formulas(staff_client):
+    make_graded_leads()
+    Lead.objects.create(email="evil@x.com", job_title="=cmd|' /C calc'!A0", current_score=1, fit_score=20, grade="C4")
+    rows = read_csv(staff_client.get("/leads/export.csv", {"grade": "C"}))
+    header, body = rows[0], rows[1:]
+    assert {"fit_score", "grade", "job_title"} <= set(header)
+    assert len(body) == 1
+    evil = dict(zip(header, body[0]))
+    assert (evil["email"], evil["fit_score"], evil["grade"]) == ("evil@x.com", "20", "C4")
+    assert evil["job_title"] == "'=cmd|' /C calc'!A0"
+    # The export follows the fit filter and the fit sort like the page.
+    rows = read_csv(staff_client.get("/leads/export.csv", {"min_fit": 40, "o": "fit_score"}))
+    assert [r[1] for r in rows[1:]] == ["b4@x.com", "b2@x.com", "a3@x.com", "a1@x.com"]
+
+
+def test_leaderboard_and_dashboard_show_grade_and_fit(staff_client):
+    make_graded_leads()
+    for path in ["/leaderboard/", "/"]:
+        response = staff_client.get(path)
+        table = response.content.decode().split("data-leaders", 1)[1].split("</table>", 1)[0]
+        assert re.findall(r"Grade </span>([A-D][1-4])<", table) == ["A1", "B2", "D2", "A3", "B4"], path
+        assert re.findall(r"data-fit>(\d+)<", table) == ["80", "45", "0", "65", "40"], path
+
+
+def test_add_lead_takes_a_job_title(staff_client):
+    response = staff_client.post("/leads/new/", {"email": "cto@acme.com", "job_title": "CTO", "max_score": 1000})
+    assert response.status_code == 302
+    lead = Lead.objects.get(email="cto@acme.com")
+    assert lead.job_title == "CTO"
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    assert re.search(r"<dt>Job title</dt><dd>CTO</dd>", html)
+
+
+@pytest.fixture
+def scored_lead(django_capture_on_commit_callbacks, publish):
+    """A lead scored by a conditional capped rule, a decaying rule and a negative rule, with fit rules."""
+    from scoring.models import FitRule, ScoringRule
+
+    ScoringRule.objects.create(event_type="PAGE_VIEW", name="Pricing page", points=15, priority=10, cap_count=2,
+                               conditions=[{"field": "metadata.url", "op": "contains", "value": "/pricing"}])
+    ScoringRule.objects.filter(event_type="EMAIL_OPEN").update(name="E-mail open", half_life_days=30)
+    ScoringRule.objects.create(event_type="UNSUBSCRIBE", name="Unsubscribed", points=-50)
+    FitRule.objects.create(name="Has a company", points=30, conditions=[{"field": "company", "op": "exists", "value": True}])
+    FitRule.objects.create(name="Work e-mail", points=20, conditions=[{"field": "free_mail", "op": "equals", "value": False}])
+    FitRule.objects.create(name="Gmail", points=-5, conditions=[{"field": "email_domain", "op": "equals", "value": "gmail.com"}])
+    version = publish()
+    Lead.objects.create(email="dana@initech.example", company="Initech", job_title="Head of Ops")
+    now = timezone.now()
+
+    def at(event_id, event_type, days, **metadata):
+        return {"event_id": event_id, "event_type": event_type, "email": "dana@initech.example", "metadata": metadata,
+                "timestamp": (now - timedelta(days=days)).isoformat()}
+
+    ingest(
+        django_capture_on_commit_callbacks,
+        at("p1", "PAGE_VIEW", 3, url="/pricing"), at("p2", "PAGE_VIEW", 3, url="/pricing?a"),
+        at("p3", "PAGE_VIEW", 2, url="/pricing"), at("o1", "EMAIL_OPEN", 30), at("o2", "EMAIL_OPEN", 10),
+        at("d1", "DEMO_REQUEST", 1),
+    )
+    lead = Lead.objects.get(email="dana@initech.example")
+    return lead, version
+
+
+def breakdown_points(html):
+    table = html.split("data-breakdown>", 1)[1].split("</table>", 1)[0]
+    return [int(value) for value in re.findall(r'data-points="(-?\d+)"', table)], int(
+        re.search(r"data-breakdown-total>(-?\d+)<", table).group(1)
+    )
+
+
+def test_lead_page_explains_the_score_per_rule_summing_to_it(staff_client, scored_lead):
+    lead, version = scored_lead
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    # One row per rule that matched, then the clamp and rounding adjustments, then the total.
+    rows = re.findall(r'data-breakdown-rule="([^"]+)"', html)
+    assert len(rows) == 4  # pricing page, page view, e-mail open, demo request
+    points, total = breakdown_points(html)
+    assert len(points) == len(rows) + 2
+    assert sum(points) == total == lead.current_score
+    assert re.search(rf'data-lead-score>{lead.current_score}<', html)
+    # The capped pricing view and the decayed e-mail opens are shown as such.
+    pricing_row = next(r for r in html.split("<tr data-breakdown-rule=")[1:] if "Pricing page" in r).split("</tr>", 1)[0]
+    assert re.search(r'data-label="Counted"[^>]*>2<', pricing_row) and re.search(r'data-label="Capped">1<', pricing_row)
+    assert 'data-points="30"' in pricing_row
+    opens = next(r for r in html.split("<tr data-breakdown-rule=")[1:] if "E-mail open" in r).split("</tr>", 1)[0]
+    assert "EMAIL_OPEN" in opens and re.search(r'data-label="Raw">\+20<', opens)
+    assert re.search(r'data-label="Decayed">−\d+<', opens)  # 30 and 10 days old under a 30-day half-life
+    # The version and the time the decay is evaluated at.
+    as_of = lead.score_as_of.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z")
+    assert re.search(rf'Rules v{version}, evaluated as of <time datetime="{re.escape(as_of)}"', html)
+    assert "being rescored" not in html
+
+
+def test_lead_page_shows_fit_rules_grade_and_job_title(staff_client, scored_lead):
+    lead, _ = scored_lead
+    assert (lead.fit_score, lead.grade) == (50, "B2")
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    fit = html.split("data-fit-rules>", 1)[1].split("</table>", 1)[0]
+    assert re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td></tr>", fit) == [
+        ("Has a company", "+30"), ("Work e-mail", "+20")
+    ]
+    assert re.search(r"data-fit-total>50<", fit)
+    assert html.count("Grade </span>B2<") == 2  # the score card and the fit card
+    assert "fit <strong>B</strong> (fit ≥ 40) and engagement <strong>2</strong> (score ≥ 100)" in html
+    assert "<dt>Job title</dt><dd>Head of Ops</dd>" in html
+
+
+def test_lead_page_says_the_lead_is_being_rescored(staff_client, scored_lead, publish):
+    lead, version = scored_lead
+    # A stored score the breakdown does not reproduce (a rescore or decay refresh is due):
+    Lead.objects.filter(pk=lead.pk).update(current_score=lead.current_score + 7)
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    assert "data-rescoring" in html and "This lead is being rescored" in html
+    points, total = breakdown_points(html)
+    assert sum(points) == total == lead.current_score  # the breakdown's own total, stated beside the stored one
+    # A newer version published and not yet applied to this lead:
+    Lead.objects.filter(pk=lead.pk).update(current_score=lead.current_score)
+    from scoring.models import ScoringRule
+
+    ScoringRule.objects.filter(event_type="DEMO_REQUEST").update(points=60)
+    newer = publish()
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    assert f"Rules v{newer} are published and this lead is being rescored under them" in html
+    assert f"Rules v{version}, evaluated as of" in html
+
+
+def test_lead_page_score_history_shows_version_and_rules(staff_client, scored_lead):
+    lead, version = scored_lead
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    history = html.split("data-history-table>", 1)[1].split("</table>", 1)[0]
+    rows = history.split("<tr data-change-id=")[1:]
+    assert len(rows) == 6 and all(f">v{version}</span>" in row for row in rows)
+
+    def chips(row):
+        return re.findall(r'<span class="rule-chip__name">([^<]+)</span> <span class="rule-chip__points">([^<]+)</span>', row)
+
+    # Newest first: the demo request, the capped third pricing view (its page-view rule still counts), ...
+    assert chips(rows[0]) == [("DEMO_REQUEST", "+50")]
+    assert chips(rows[1]) == [("Pricing page", "capped"), ("PAGE_VIEW", "+5")]
+    assert 'rule-chip rule-chip--capped' in rows[1]
+    assert chips(rows[2]) == [("Pricing page", "+15"), ("PAGE_VIEW", "+5")]
+    # The reason is no longer repeated as text (it stays as the cell's tooltip).
+    assert all('<span class="cell-secondary">' not in row.split("stack-end", 1)[0] for row in rows)
+
+
+def test_history_of_a_rescore_shows_its_reason(staff_client, scored_lead, publish):
+    from scoring.models import ScoringRule
+    from scoring.services import leads_rescore
+
+    lead, _ = scored_lead
+    ScoringRule.objects.filter(event_type="DEMO_REQUEST").update(points=60)
+    newer = publish()
+    leads_rescore(lead_ids=[lead.id])
+    html = staff_client.get(f"/leads/{lead.id}/").content.decode()
+    first = html.split("data-history-table>", 1)[1].split("<tr data-change-id=")[1].split("</tr>", 1)[0]
+    assert '<span class="badge badge--info">Rescore</span>' in first and f">v{newer}</span>" in first
+    assert f"rescored under rules v{newer}" in first
+    points, total = breakdown_points(html)
+    assert sum(points) == total == Lead.objects.get(pk=lead.pk).current_score

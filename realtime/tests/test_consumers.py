@@ -87,6 +87,35 @@ def test_api_key_client_gets_leaderboard_then_one_frame_per_change(api_key):
     run(scenario)
 
 
+def test_score_changed_frames_carry_the_grade_after_each_change(api_key, publish):
+    # Given a fit rule a work e-mail meets (fit 45: letter B) and the default engagement thresholds
+    # (2 from 100, 3 from 40),
+    from scoring.models import FitRule
+
+    FitRule.objects.create(name="Work e-mail", points=45, conditions=[{"field": "free_mail", "op": "equals", "value": False}])
+    publish()
+
+    async def scenario():
+        comm = communicator("/ws/scores/", api_key=api_key)
+        connected, _ = await comm.connect()
+        assert connected
+        # when a new lead's first events are scored in one batch (its fit is computed with them),
+        await ingest(
+            event_payload("demo", event_type="DEMO_REQUEST", email="ann@acme.example"),
+            event_payload("buy", event_type="PURCHASE", minutes=1, email="ann@acme.example"),
+        )
+        frames = [await receive_type(comm, "score.changed"), await receive_type(comm, "score.changed")]
+        # then each frame carries the grade at its new score, with the lead's fit,
+        assert [(f["new_score"], f["fit_score"], f["grade"]) for f in frames] == [(50, 45, "B3"), (150, 45, "B2")]
+        # and the leaderboard rows carry them too.
+        board = await receive_type(comm, "leaderboard.updated")
+        leader = board["leaders"][0]
+        assert (leader["email"], leader["grade"], leader["fit_score"], leader["max_score"]) == ("ann@acme.example", "B2", 45, 1000)
+        await comm.disconnect()
+
+    run(scenario)
+
+
 def test_lead_socket_gets_only_its_lead(api_key):
     async def scenario():
         await ingest(event_payload("a", email="mine@example.com"))

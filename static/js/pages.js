@@ -133,6 +133,36 @@
     }
   }
 
+  // The grade badge (templates/partials/grade.html): fit letter x engagement digit.
+  function gradeTitle(grade, fit) {
+    return 'Grade ' + grade + ': fit ' + grade.charAt(0) + ' (fit score ' + fit + '), engagement ' + grade.charAt(1);
+  }
+
+  function fillGrade(badge, grade, fit) {
+    badge.className = 'grade grade--' + grade.charAt(0).toLowerCase();
+    badge.title = gradeTitle(grade, fit);
+    badge.replaceChildren(el('span', 'visually-hidden', 'Grade '), document.createTextNode(grade));
+  }
+
+  function gradeNode(grade, fit) {
+    var badge = el('span');
+    badge.setAttribute('data-grade', '');
+    fillGrade(badge, grade, fit);
+    return badge;
+  }
+
+  // Frames without a grade (an older server) leave the badges as they are.
+  function setGrade(root, grade, fit) {
+    if (typeof grade !== 'string' || !/^[A-D][1-4]$/.test(grade)) return false;
+    var changed = false;
+    $all('[data-grade]', root).forEach(function (badge) {
+      if (badge.textContent.replace('Grade ', '').trim() !== grade) changed = true;
+      fillGrade(badge, grade, fit);
+    });
+    if (typeof fit === 'number') $all('[data-fit]', root).forEach(function (node) { node.textContent = fit; });
+    return changed;
+  }
+
   // ---- leaderboard rows --------------------------------------------------------
 
   function leaderRow(leader, table) {
@@ -156,15 +186,23 @@
     }
     row.appendChild(leadCell);
     if (!compact) {
-      row.appendChild(el('td', '', leader.company || '—'));
-      var stageCell = el('td');
+      row.appendChild(el('td', 'hide-mobile', leader.company || '—'));
+      var stageCell = el('td', 'hide-mobile');
       var stage = stageFor(leader.current_score, parseStages(table));
       stageCell.appendChild(stage ? el('span', 'badge badge--accent', stage) : el('span', 'muted', '—'));
       row.appendChild(stageCell);
     }
+    var gradeCell = el('td', 'grade-col');
+    if (leader.grade) gradeCell.appendChild(gradeNode(leader.grade, leader.fit_score));
+    row.appendChild(gradeCell);
     var scoreCell = el('td', 'num');
-    scoreCell.appendChild(scoreNode(leader.current_score, 1000));
+    scoreCell.appendChild(scoreNode(leader.current_score, leader.max_score || 1000));
     row.appendChild(scoreCell);
+    var fitCell = el('td', 'num');
+    var fit = el('span', 'fit', leader.fit_score === undefined ? '' : leader.fit_score);
+    fit.setAttribute('data-fit', '');
+    fitCell.appendChild(fit);
+    row.appendChild(fitCell);
     return row;
   }
 
@@ -219,6 +257,7 @@
       // A copy: applyLeaderRows compares it with the row still on screen.
       var row = existing[leader.lead_id].cloneNode(true);
       setScore(row, leader.current_score);
+      setGrade(row, leader.grade, leader.fit_score);
       var email = $('[data-lead-email]', row);
       if (email) email.textContent = leader.email;
       return row;
@@ -337,7 +376,7 @@
     function refreshTables() {
       var events = knownIds('[data-events-table] tr[data-event-id]', 'data-event-id');
       var changes = knownIds('[data-history-table] tr[data-change-id]', 'data-change-id');
-      return refreshRegions(['events', 'history', 'timeline', 'facts']).then(function () {
+      return refreshRegions(['events', 'history', 'timeline', 'facts', 'why', 'fit']).then(function () {
         $all('[data-events-table] tr[data-event-id]').forEach(function (row) {
           if (!events[row.getAttribute('data-event-id') + '|' + row.getAttribute('data-status')]) Live.flash(row);
         });
@@ -370,6 +409,11 @@
           stageBadge.hidden = !stage;
         }
       }
+      // Every grade badge of the page (score card, fit card) and the fit figure follow the frame.
+      if (setGrade(document, msg.grade, msg.fit_score)) $all('[data-grade]').forEach(function (badge) { Live.flash(badge); });
+      if (typeof msg.fit_score === 'number') {
+        $all('[data-lead-fit]').forEach(function (node) { node.textContent = msg.fit_score; });
+      }
       // An in-order event extends the curve at once; a late one (or a rescore) re-draws it from
       // the server's checkpoints when the tables come back.
       if (!msg.late && msg.event_id && Charts) {
@@ -389,6 +433,7 @@
     Live.on('score.changed', function (msg) {
       $all('[data-lead-table] tr[data-lead-id="' + msg.lead_id + '"]').forEach(function (row) {
         setScore(row, msg.new_score);
+        setGrade(row, msg.grade, msg.fit_score);
         Live.flash(row);
       });
     });
