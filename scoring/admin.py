@@ -14,7 +14,9 @@ from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
@@ -47,8 +49,10 @@ class PrettyJSONField(forms.JSONField):
     """The conditions as indented JSON in a monospace textarea."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "vLargeTextField",
-                                                          "style": "font-family: monospace"}))
+        kwargs.setdefault("widget", forms.Textarea(attrs={
+            "rows": 8, "class": "vLargeTextField", "spellcheck": "false",
+            "style": "font-family: monospace; width: 100%; max-width: 60em; box-sizing: border-box;",
+        }))
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
@@ -369,6 +373,11 @@ class RuleSetVersionAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/scoring/rulesetversion/publish.html", context)
 
 
+def _when(value) -> str | None:
+    """A time as the admin's templates show it (the active time zone, DATETIME_FORMAT)."""
+    return date_format(localtime(value), "DATETIME_FORMAT") if value else None
+
+
 # --- Rescore jobs ------------------------------------------------------------------------------
 
 
@@ -412,6 +421,8 @@ class RescoreJobAdmin(admin.ModelAdmin):
             "status_display": job.get_status_display(),
             "started_at": job.started_at.isoformat() if job.started_at else None,
             "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "started_at_display": _when(job.started_at),
+            "finished_at_display": _when(job.finished_at),
         })
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -47,8 +47,8 @@
       setText('[data-rescore-total]', p.total);
       setText('[data-rescore-changed]', p.changed);
       setText('[data-rescore-status]', p.status_display || LABELS[p.status] || p.status);
-      if (p.started_at) setText('[data-rescore-started]', p.started_at);
-      if (p.finished_at) setText('[data-rescore-finished]', p.finished_at);
+      if (p.started_at) setText('[data-rescore-started]', p.started_at_display || p.started_at);
+      if (p.finished_at) setText('[data-rescore-finished]', p.finished_at_display || p.finished_at);
       if (TERMINAL[p.status]) {
         if (!finishedFetched) { finishedFetched = true; if (!p.finished_at) poll(); }
         stop();
