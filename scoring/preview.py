@@ -18,6 +18,7 @@ the counts are scaled to the whole population (``sampled: true``).
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import uuid
@@ -111,16 +112,15 @@ def _lead_ids_with_types(event_types: frozenset[str] | None) -> set:
 
 
 def _events_by_lead(lead_ids: list, ruleset: engine.RuleSet) -> dict:
-    """Every processed event of the given leads (raw ids), as engine events, read as plain rows.
-    Metadata is parsed only for event types with a conditional rule (nothing else reads it)."""
+    """Every processed event of the given leads (raw ids) that the rule set can score, as engine
+    events, read as plain rows. Metadata is parsed only for event types with a conditional rule
+    (nothing else reads it)."""
     tz = connections[Event.objects.db].timezone
     conditional = {t for t in ruleset.event_types if any(rule.conditions for rule in ruleset.rules_for(t))}
     out: dict = defaultdict(list)
-    rows = _raw_rows(
-        Event.objects.filter(lead_id__in=lead_ids, status=EventStatus.PROCESSED).values_list(
-            "event_id", "lead_id", "event_type", "timestamp", "metadata", "source"
-        )
-    )
+    # An event of a type without a rule contributes nothing to any step of the fold: not read.
+    query = Event.objects.filter(lead_id__in=lead_ids, status=EventStatus.PROCESSED, event_type__in=sorted(ruleset.event_types))
+    rows = _raw_rows(query.values_list("event_id", "lead_id", "event_type", "timestamp", "metadata", "source"))
     for event_id, lead_id, event_type, timestamp, metadata, source in rows:
         out[lead_id].append(
             engine.EngineEvent(
@@ -181,7 +181,7 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
     moves: Counter = Counter()
     current_scores: Counter = Counter()
     new_scores: Counter = Counter()
-    changed_leads: list[dict] = []
+    changed_leads: list[tuple] = []  # (-|delta|, lead, ...): the largest changes are listed
     for lead_id, score, _max, fit_score, grade, _version, _decaying, _last, *profile in rows:
         new_score = new_score_of.get(lead_id, score)
         new_fit = draft.fit(dict(zip(PROFILE_FIELDS, profile)))[0]
@@ -196,11 +196,14 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
         before, after = stage_of(score, stages), stage_of(new_score, stages)
         if before != after:
             moves[(before, after)] += 1
-        changed_leads.append({
-            "lead_id": _lead_uuid(lead_id), "email": profile[0], "current_score": score, "new_score": new_score,
-            "current_stage": before, "new_stage": after, "current_grade": grade, "new_grade": new_grade,
-        })
-    changed_leads.sort(key=lambda item: (-abs(item["new_score"] - item["current_score"]), item["lead_id"]))
+        changed_leads.append((-abs(new_score - score), str(lead_id), lead_id, profile[0], score, new_score,
+                              before, after, grade, new_grade))
+    shown = [
+        {"lead_id": _lead_uuid(raw_id), "email": email, "current_score": score, "new_score": new_score,
+         "current_stage": before, "new_stage": after, "current_grade": grade, "new_grade": new_grade}
+        for _delta, _key, raw_id, email, score, new_score, before, after, grade, new_grade
+        in heapq.nsmallest(CHANGED_LEADS_SHOWN, changed_leads)
+    ]
 
     def scaled(count: int) -> int:
         return round(count * scale)
@@ -223,5 +226,5 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
             for (before, after), count in sorted(moves.items(), key=lambda item: (-item[1], str(item[0])))
         ],
         "distribution": distribution(current_scores, new_scores, scale=scale),
-        "changed_leads": changed_leads[:CHANGED_LEADS_SHOWN],
+        "changed_leads": shown,
     }

@@ -157,3 +157,26 @@ def test_preview_api(api, staff_user, client, django_capture_on_commit_callbacks
     bad = api.get("/api/rule-sets/draft/preview?sample_limit=zero")
     assert bad.status_code == 400 and "sample_limit" in bad.content.decode()
     assert client.get("/api/rule-sets/draft/preview").status_code in (401, 403)
+
+
+def test_stale_decaying_leads_count_as_the_rescore_counts_them(django_capture_on_commit_callbacks, publish):
+    # Given page views under a 30-day half-life, and the leads' stored scores as a refresh long ago
+    # left them (higher than today's decayed value),
+    ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=100, half_life_days=30)
+    publish()
+    ingest(django_capture_on_commit_callbacks, [ev("d1", "decay@example.com", url="/x"), ev("o1", "open@example.com", "EMAIL_OPEN")])
+    decaying = Lead.objects.get(email="decay@example.com")
+    assert decaying.decaying and decaying.current_score < 100
+    Lead.objects.filter(pk=decaying.pk).update(current_score=100)
+    # when a draft changing only e-mail opens is previewed and then published,
+    ScoringRule.objects.filter(event_type="EMAIL_OPEN").update(points=12)
+    preview = ruleset_preview()
+    version = ruleset_publish(actor="test")
+    job = RescoreJob.objects.get(version=version.number)
+    rescore_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    # then the decaying lead was evaluated too (the rescore re-evaluates it at its own now), and the
+    # counts agree.
+    assert preview["affected_event_types"] == ["EMAIL_OPEN"] and preview["evaluated_leads"] == 2
+    assert preview["changed"] == job.changed == 2
+    assert {lead["email"] for lead in preview["changed_leads"]} == {"decay@example.com", "open@example.com"}
