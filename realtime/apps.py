@@ -13,3 +13,4 @@ class RealtimeConfig(AppConfig):
 
         transport.listen("score.changes", broadcast.on_score_changes)
         transport.listen("import.progress", broadcast.on_import_progress)
+        transport.listen("rescore.progress", broadcast.on_rescore_progress)

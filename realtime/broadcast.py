@@ -183,3 +183,14 @@ def on_score_changes(changes: list[dict]) -> None:
 
 def on_import_progress(payload: dict) -> None:
     broadcast_import_progress(payload["import_id"], payload)
+
+
+def broadcast_rescore_progress(payload: dict) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        message = {"type": "rescore.progress", **payload}
+        _send(layer, lambda: layer.group_send(groups.RESCORE, message))
+
+
+def on_rescore_progress(payload: dict) -> None:
+    broadcast_rescore_progress(payload)

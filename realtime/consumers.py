@@ -1,5 +1,6 @@
-"""WebSocket consumers: ``/ws/scores/`` (every score change + the leaderboard) and
-``/ws/leads/<id>/`` (one lead). Server-to-client only; frames are JSON objects with a ``type``."""
+"""WebSocket consumers: ``/ws/scores/`` (every score change + the leaderboard),
+``/ws/leads/<id>/`` (one lead), ``/ws/imports/<id>/`` and ``/ws/rescore/`` (rescore progress).
+Server-to-client only; frames are JSON objects with a ``type``."""
 
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def import_progress(self, message):
         await self.send_json(message)
 
+    async def rescore_progress(self, message):
+        await self.send_json(message)
+
 
 class ScoresConsumer(LiveConsumer):
     group_names = [groups.EVENTS, groups.LEADERBOARD]
@@ -96,6 +100,12 @@ class LeadConsumer(LiveConsumer):
         if watching is not None:
             watching.cancel()
         await super().disconnect(code)
+
+
+class RescoreConsumer(LiveConsumer):
+    """Every rescore job's progress (``rescore.progress`` frames); pages pick their job by id."""
+
+    group_names = [groups.RESCORE]
 
 
 class ImportConsumer(LiveConsumer):

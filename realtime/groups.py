@@ -15,6 +15,7 @@ LEAD_WATCH_REFRESH_SECONDS = 60
 
 EVENTS = "events"
 LEADERBOARD = "leaderboard"
+RESCORE = "rescore"  # progress of every rescore job (the admin's progress page)
 
 
 def lead_group(lead_id) -> str:

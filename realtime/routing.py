@@ -6,4 +6,5 @@ websocket_urlpatterns = [
     path("ws/scores/", consumers.ScoresConsumer.as_asgi()),
     path("ws/leads/<uuid:lead_id>/", consumers.LeadConsumer.as_asgi()),
     path("ws/imports/<int:import_id>/", consumers.ImportConsumer.as_asgi()),
+    path("ws/rescore/", consumers.RescoreConsumer.as_asgi()),
 ]

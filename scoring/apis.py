@@ -6,6 +6,7 @@ model's (``full_clean`` in the services), answered as a 400 per field by ``drf_v
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,6 +14,7 @@ from config.errors import error_response
 from config.pagination import paginate
 
 from .models import FitRule, RescoreJob, ScoringRule
+from .preview import ruleset_preview
 from .rescoring import NothingToPublish, ruleset_publish
 from .selectors import (
     current_version_number,
@@ -248,3 +250,18 @@ class RescoreJobListApi(APIView):
 class RescoreJobDetailApi(APIView):
     def get(self, request, job_id):
         return Response(RescoreJobSerializer(get_object_or_404(RescoreJob, pk=job_id)).data)
+
+
+class RuleSetDraftPreviewApi(APIView):
+    """``GET /api/rule-sets/draft/preview``: what publishing the draft would change (scoring.preview).
+    ``?sample_limit=N`` (1..100000) evaluates a sample of N leads above that many."""
+
+    def get(self, request):
+        raw = request.query_params.get("sample_limit", "100000")
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100_000:
+            raise ValidationError({"sample_limit": ["An integer from 1 to 100000."]})
+        return Response(ruleset_preview(sample_limit=limit))

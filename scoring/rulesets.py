@@ -184,3 +184,9 @@ def affected_event_types(old: engine.RuleSet, new: engine.RuleSet) -> frozenset[
         if old.rules_for(event_type) != new.rules_for(event_type):
             types.add(event_type)
     return frozenset(types)
+
+
+def draft_changes() -> list[dict]:
+    """What publishing the draft now would record: its diff against the current version."""
+    current = RuleSetVersion.objects.order_by("-number").first()
+    return snapshot_diff(version_snapshot(current), draft_snapshot())

@@ -1072,3 +1072,25 @@ def leads_fit_refresh_notified(lead_ids) -> None:
     for attempt in run_with_retries():
         with attempt:
             leads_fit_refresh(lead_ids=lead_ids)
+
+
+def fit_rule_save(*, rule=None, **fields):
+    """Create or update a fit rule of the draft (validated; it scores once the draft is published)."""
+    from .models import FitRule
+
+    rule = rule or FitRule()
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def scoring_settings_save(*, draft, **fields):
+    """Change the draft's rule-set settings (the singleton row, pk 1)."""
+    for name, value in fields.items():
+        setattr(draft, name, value)
+    draft.pk = 1
+    draft.full_clean()
+    draft.save()
+    return draft

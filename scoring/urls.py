@@ -10,6 +10,8 @@ def both(route: str, view, name: str | None = None):
 
 urlpatterns = [
     re_path(r"^scoring-rules/?$", apis.ScoringRuleListCreateApi.as_view(), name="api-rules"),
+    # Preview of the draft (scoring.preview): before the rule-sets/draft routes.
+    re_path(r"^rule-sets/draft/preview/?$", apis.RuleSetDraftPreviewApi.as_view(), name="api-ruleset-draft-preview"),
     *both("scoring-rules/<int:rule_id>", apis.ScoringRuleDetailApi.as_view(), "api-rule"),
     re_path(r"^fit-rules/?$", apis.FitRuleListCreateApi.as_view(), name="api-fit-rules"),
     *both("fit-rules/<int:rule_id>", apis.FitRuleDetailApi.as_view(), "api-fit-rule"),

@@ -173,6 +173,8 @@ def server(tmp_path_factory):
             "TARGETGRID_QUEUE": "embedded",
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+            # Small rescore batches: the progress page moves through several steps.
+            "TARGETGRID_RESCORE_BATCH": "4",
         }
     )
     manage(env, "migrate", "--noinput", "-v", "0")
@@ -427,27 +429,93 @@ def test_events_page_filters_and_refreshes_live(admin_page, server):
     shot(page, "07-events")
 
 
-def test_rule_edited_in_the_admin_applies_to_the_next_event(admin_page, server):
+def record_progress(page) -> None:
+    """Remember every value the rescore progress bar shows (checked for monotonicity)."""
+    page.evaluate(
+        """() => { window.__progress = [];
+        const look = () => { const bar = document.querySelector('[data-rescore-bar]');
+          if (bar && window.__progress[window.__progress.length - 1] !== bar.value) window.__progress.push(bar.value); };
+        window.__lookProgress = look; look(); setInterval(look, 20); }"""
+    )
+
+
+def publish_from_the_admin(page, note: str) -> None:
+    """On the rule changelist: follow the banner to Review & publish, publish with a note, and wait
+    for the rescore's progress page to reach 100% (monotonically)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-draft-banner]")).to_contain_text("not published")
+    page.click("[data-draft-banner] [data-review-publish]")
+    expect(page.locator("[data-publish-page] [data-preview]")).to_be_visible()
+    page.fill("#id_note", note)
+    page.click("[data-publish-form] input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/scoring/rescorejob/\d+/change/$"))
+    record_progress(page)
+    expect(page.locator("[data-rescore-percent]")).to_have_text("100.0%", timeout=30_000)
+    expect(page.locator("[data-rescore-status]")).to_have_text("Completed")
+    seen = [float(value) for value in page.evaluate("() => { window.__lookProgress(); return window.__progress; }")]
+    assert seen and seen == sorted(seen) and seen[-1] == 100.0, seen
+    done, total = page.locator("[data-rescore-done]").inner_text(), page.locator("[data-rescore-total]").inner_text()
+    assert done == total and int(total) >= 25
+
+
+def test_rule_edited_in_the_admin_applies_to_the_next_event_once_published(admin_page, server):
     from playwright.sync_api import expect
 
     page = admin_page
-    page.goto("/rules/")
-    shot(page, "08-rules")
-    page.click("tr[data-event-type=PAGE_VIEW] a")  # "Edit" -> the admin change form
+    # Given the draft edited in the admin (page views worth 7),
+    page.goto("/admin/scoring/scoringrule/")
+    page.locator("#result_list tbody tr", has=page.locator("td.field-event_type", has_text="PAGE_VIEW")).locator("th a").click()
     page.fill("#id_points", "7")
     page.click("input[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("changed successfully")
-    # The edit went to the draft; it scores once published (docs/scoring-model.md).
-    publish_draft(server)
-
+    # an event before publishing still scores under the published version,
+    before = f"rule-before-{uuid.uuid4().hex[:8]}@example.com"
+    server.post_event(before, "PAGE_VIEW")
+    assert server.wait_for_score(before, lambda score: score > 0)["current_score"] == 5
+    # when it is published from the admin (the diff and the preview shown first),
+    page.goto("/admin/scoring/scoringrule/")
+    shot(page, "08-rules-admin-draft")
+    page.click("[data-draft-banner] [data-review-publish]")
+    expect(page.locator("[data-diff-table] tr[data-field=points] [data-new]")).to_have_text("7")
+    expect(page.locator("[data-preview-changed]")).not_to_have_text("0")
+    shot(page, "08-rules-review-publish")
+    page.goto("/admin/scoring/scoringrule/")
+    publish_from_the_admin(page, "page views are worth 7")
+    shot(page, "08-rules-rescore-progress")
+    # then the lead scored before is rescored, and the next event scores under the new version.
+    assert server.wait_for_score(before, lambda score: score == 7)["current_score"] == 7
     email = f"rule-{uuid.uuid4().hex[:8]}@example.com"
     server.post_event(email, "PAGE_VIEW")
     lead = server.wait_for_score(email, lambda score: score > 0)
     assert lead["current_score"] == 7
     page.goto(f"/leads/{lead['id']}/")
     expect(page.locator("[data-history-table] tbody tr").first).to_contain_text("PAGE_VIEW +7")
-    page.goto("/rules/")
-    expect(page.locator("tr[data-event-type=PAGE_VIEW] [data-points]")).to_have_text("+7")
+
+
+def test_publish_on_a_phone_shows_the_progress_reaching_100(browser, server):
+    from playwright.sync_api import expect
+
+    # Given an operator on a 390x844 screen who adds a conditional rule to the draft,
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=server.url, is_mobile=True)
+    page = context.new_page()
+    page.goto("/admin/login/?next=/admin/scoring/scoringrule/add/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/scoring/scoringrule/add/$"))
+    page.fill("#id_name", "Browser pricing")
+    page.fill("#id_event_type", "PAGE_VIEW")
+    page.fill("#id_points", "15")
+    page.fill("#id_conditions", '[{"field": "metadata.url", "op": "contains", "value": "/pricing-browser-test"}]')
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    # when they publish it, then the progress page reaches 100% and the version is in the history.
+    publish_from_the_admin(page, "pricing rule (phone)")
+    shot(page, "13-rescore-progress-phone")
+    page.goto("/admin/scoring/rulesetversion/")
+    expect(page.locator("#result_list")).to_contain_text("pricing rule (phone)")
+    context.close()
 
 
 def test_import_leads_from_csv_in_the_admin(admin_page, tmp_path):

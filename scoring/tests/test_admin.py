@@ -44,9 +44,14 @@ def ev(event_id, event_type="PAGE_VIEW", minutes=0, email="ann@example.com"):
 
 def test_groups_from_the_migration():
     viewers = set(Group.objects.get(name="Viewers").permissions.values_list("codename", flat=True))
-    assert viewers == {"view_lead", "view_event", "view_scoringrule", "view_scorechange"}
+    assert viewers == {
+        "view_lead", "view_event", "view_scoringrule", "view_scorechange",
+        "view_rulesetversion", "view_rescorejob", "view_fitrule", "view_scoringsettings",
+    }
     operators = set(Group.objects.get(name="Operators").permissions.values_list("codename", flat=True))
     assert {"change_scoringrule", "add_lead", "change_lead", "change_event"} <= operators
+    assert {"add_rulesetversion", "change_fitrule", "change_scoringsettings"} <= operators  # publish the draft
+    assert not {"change_rulesetversion", "add_rulesetversion"} & viewers
     assert not any(code.startswith("delete_") for code in operators)
 
 
@@ -72,16 +77,21 @@ def test_viewer_cannot_change_a_rule_in_the_admin_or_the_api(client):
     assert rule.points == 5
 
 
-def test_operator_changes_a_rule_and_the_next_event_uses_it(client, django_capture_on_commit_callbacks):
+def test_operator_changes_a_rule_publishes_and_the_next_event_uses_it(client, django_capture_on_commit_callbacks):
     client.force_login(user_in("Operators", "olga"))
     rule = ScoringRule.objects.get(event_type="PAGE_VIEW")
     response = client.post(
         f"/admin/scoring/scoringrule/{rule.id}/change/",
-        {"event_type": "PAGE_VIEW", "points": 7, "enabled": "on", "description": "x"},
+        {"event_type": "PAGE_VIEW", "points": 7, "priority": 100, "enabled": "on", "description": "x", "conditions": "[]"},
     )
     assert response.status_code == 302
-    score(django_capture_on_commit_callbacks, ev("after"))
-    assert Lead.objects.get().current_score == 7
+    score(django_capture_on_commit_callbacks, ev("before"))
+    assert Lead.objects.get().current_score == 5  # the draft scores nothing until published
+    with django_capture_on_commit_callbacks(execute=True):
+        published = client.post("/admin/scoring/rulesetversion/publish/", {"note": "page views 7"})
+    assert published.status_code == 302 and "/admin/scoring/rescorejob/" in published["Location"]
+    score(django_capture_on_commit_callbacks, ev("after", minutes=1))
+    assert Lead.objects.get().current_score == 14  # rescored to 7, then +7
 
 
 def test_admin_rule_form_validates_inline(admin_client):
@@ -90,11 +100,12 @@ def test_admin_rule_form_validates_inline(admin_client):
     assert not ScoringRule.objects.filter(event_type="bad type").exists()
 
 
-def test_rescore_action_calls_the_service(admin_client, django_capture_on_commit_callbacks):
+def test_rescore_action_calls_the_service(admin_client, django_capture_on_commit_callbacks, publish):
     score(django_capture_on_commit_callbacks, ev("a"), ev("b", minutes=1))
     lead = Lead.objects.get()
     assert lead.current_score == 10
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=8)
+    publish()
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
             "/admin/leads/lead/", {"action": "rescore_selected", "_selected_action": [str(lead.id)]}, follow=True
@@ -162,7 +173,33 @@ def test_rule_import_goes_through_rule_save_and_reports_bad_rows():
     del data[2]
     assert not ScoringRuleResource().import_data(data, dry_run=False).has_errors()
     assert ScoringRule.objects.get(event_type="WEBINAR_JOIN").points == 15
-    assert ScoringRule.objects.get(event_type="PAGE_VIEW").points == 6
+    assert ScoringRule.objects.get(event_type="PAGE_VIEW").points == 6  # the one PAGE_VIEW rule named ""
+
+
+def test_rule_import_by_id_with_conditions_and_export_round_trip():
+    # Given an export of the draft edited: a rule changed by id, a conditional rule added,
+    pricing = ScoringRule.objects.create(name="Pricing", event_type="PAGE_VIEW", points=15, priority=10,
+                                         conditions=[{"field": "metadata.url", "op": "contains", "value": "/pricing"}])
+    exported = ScoringRuleResource().export()
+    assert exported.headers[:4] == ["id", "name", "event_type", "points"]
+    row = next(r for r in exported.dict if r["id"] == str(pricing.id) or r["id"] == pricing.id)
+    assert '"/pricing"' in row["conditions"]
+    data = tablib.Dataset(headers=["id", "name", "event_type", "points", "priority", "enabled", "conditions", "cap_count"])
+    data.append([pricing.id, "Pricing", "PAGE_VIEW", 20, 10, 1, row["conditions"], 3])
+    data.append(["", "Docs", "page_view", 2, 50, 1, '[{"field": "metadata.url", "op": "starts_with", "value": "/docs"}]', ""])
+    data.append(["", "Bad", "PAGE_VIEW", 2, 50, 1, '[{"field": "metadata.url", "op": "nope", "value": 1}]', ""])
+    # when imported, the bad condition is reported on its row,
+    preview = ScoringRuleResource().import_data(data, dry_run=True)
+    assert [r.number for r in preview.invalid_rows] == [3] and "conditions" in preview.invalid_rows[0].field_specific_errors
+    del data[2]
+    result = ScoringRuleResource().import_data(data, dry_run=False)
+    # then the id's rule is updated and the new one created, both through rule_save (validated).
+    assert not result.has_errors() and not result.has_validation_errors()
+    pricing.refresh_from_db()
+    assert (pricing.points, pricing.cap_count) == (20, 3)
+    docs = ScoringRule.objects.get(name="Docs")
+    assert docs.event_type == "PAGE_VIEW" and docs.conditions[0]["op"] == "starts_with"
+    assert ScoringRule.objects.filter(event_type="PAGE_VIEW").count() == 3
 
 
 def test_exports(admin_client, django_capture_on_commit_callbacks):
