@@ -894,9 +894,12 @@ def fit_rule_delete(*, rule) -> None:
     rule.delete()
 
 
-def scoring_settings_save(**fields):
-    """Change the draft rule set's settings (match mode, grade thresholds); validated like ``rule_save``."""
-    return _draft_row_save(settings_draft(), fields)
+def scoring_settings_save(*, draft=None, **fields):
+    """Change the draft rule set's settings (match mode, grade thresholds; the singleton row, pk 1);
+    validated like ``rule_save``. ``draft``: an instance a form has already changed (the admin)."""
+    if draft is not None:
+        draft.pk = 1
+    return _draft_row_save(draft or settings_draft(), fields)
 
 
 def _draft_row_save(row, fields: dict):
@@ -1072,25 +1075,3 @@ def leads_fit_refresh_notified(lead_ids) -> None:
     for attempt in run_with_retries():
         with attempt:
             leads_fit_refresh(lead_ids=lead_ids)
-
-
-def fit_rule_save(*, rule=None, **fields):
-    """Create or update a fit rule of the draft (validated; it scores once the draft is published)."""
-    from .models import FitRule
-
-    rule = rule or FitRule()
-    for name, value in fields.items():
-        setattr(rule, name, value)
-    rule.full_clean()
-    rule.save()
-    return rule
-
-
-def scoring_settings_save(*, draft, **fields):
-    """Change the draft's rule-set settings (the singleton row, pk 1)."""
-    for name, value in fields.items():
-        setattr(draft, name, value)
-    draft.pk = 1
-    draft.full_clean()
-    draft.save()
-    return draft
