@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 MISSING = object()
+NULL_IS_MISSING = True
 DAY = 86_400.0
 
 # READING: "numeric strings" are decimal literals (optional sign, digits, optional fraction and
@@ -53,6 +54,11 @@ def lookup(field_name: str, event) -> object:
             value = value[int(segment)]
         else:
             return MISSING
+    # READING: a JSON null is "missing" (the text does not say; the engine reads it so: a key with
+    # null fails `exists: true` and passes `not_equals`). Set NULL_IS_MISSING = False for the
+    # other reading.
+    if value is None and NULL_IS_MISSING:
+        return MISSING
     return value
 
 
@@ -98,7 +104,6 @@ def holds(condition: dict, event) -> bool:
     ignore_case = bool(condition.get("ignore_case", False))
     actual = lookup(condition["field"], event)
     if op == "exists":
-        # READING: a key present with a JSON null value "is present".
         return (actual is not MISSING) == bool(expected)
     if actual is MISSING:
         return op == "not_equals"
