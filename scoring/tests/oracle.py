@@ -48,8 +48,9 @@ def lookup(field_name: str, event) -> object:
                 return MISSING
             value = value[segment]
         elif isinstance(value, list):
-            # READING: a "numeric segment" is non-negative decimal digits (no "-1" from the end).
-            if not segment.isdigit() or int(segment) >= len(value):
+            # READING: a "numeric segment" is non-negative decimal digits (no "-1" from the end;
+            # "²" is a digit to str.isdigit but not a decimal: not numeric).
+            if not segment.isdecimal() or int(segment) >= len(value):
                 return MISSING
             value = value[int(segment)]
         else:

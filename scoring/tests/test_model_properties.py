@@ -423,3 +423,38 @@ class TestServiceEqualsOracle(HypothesisTestCase):
             expected = oracle.score(published, mine, max_score=caps[n], as_of=lead.score_as_of)
             assert lead.current_score == expected
             assert sum(ScoreChange.objects.filter(lead=lead).values_list("delta", flat=True)) == expected
+
+
+# -- findings: definition vs engine --------------------------------------------------------------------
+
+
+def test_a_non_decimal_digit_segment_does_not_crash_the_fold():
+    # Given a rule on `metadata.items.²` ("²".isdigit() is true, int("²") raises), which the rule
+    # validator accepts, and an event whose `items` is a list,
+    condition = {"field": "metadata.items.²", "op": "exists", "value": False}
+    ev = event({"items": [0, 1, 2, 3]})
+    # when it is evaluated, then "²" is not a numeric segment: the field is missing (no ValueError).
+    assert oracle.holds(condition, ev) is True
+    assert engine_holds(condition, ev) is True
+
+
+@pytest.mark.django_db
+def test_a_non_decimal_digit_segment_does_not_fail_the_events(publish, django_capture_on_commit_callbacks):
+    # Given such a rule published beside the PAGE_VIEW rule,
+    from conftest import event_payload
+    from events.models import Event, EventStatus
+    from events.services import event_ingest
+    from leads.models import Lead
+    from scoring.models import ScoringRule
+
+    rule = ScoringRule(event_type="PAGE_VIEW", points=7, name="odd path",
+                       conditions=[{"field": "metadata.items.²", "op": "exists", "value": False}])
+    rule.full_clean()
+    rule.save()
+    publish()
+    # when a PAGE_VIEW with a list at metadata.items arrives,
+    with django_capture_on_commit_callbacks(execute=True):
+        event_ingest(items=[event_payload("sup-1", metadata={"items": [1, 2, 3]})], source="api")
+    # then it is scored (5 + 7), not failed.
+    assert Event.objects.get(event_id="sup-1").status == EventStatus.PROCESSED
+    assert Lead.objects.get().current_score == 12
