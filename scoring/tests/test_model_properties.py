@@ -11,6 +11,7 @@ deltas sum to it.
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -152,6 +153,8 @@ def arrivals(events, seed: int):
     return out
 
 
+# More examples for a long run: TG_MODEL_EXAMPLES=10 multiplies every example count by 10.
+SCALE = int(os.environ.get("TG_MODEL_EXAMPLES", "1"))
 AS_OF = st.builds(lambda hours: T0 + timedelta(hours=hours), st.integers(0, 24 * 40))
 MAX_SCORE = st.sampled_from((0, 25, 100, 1000))
 
@@ -185,14 +188,14 @@ def assert_engine_equals_oracle(snapshot, events, *, max_score, as_of):
 # -- engine == oracle, and order does not matter -----------------------------------------------
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshot=snapshots(), events=streams(), max_score=MAX_SCORE, as_of=AS_OF)
 def test_engine_equals_the_independent_fold(snapshot, events, max_score, as_of):
     # Given any rule set and stream, when both folds evaluate it, then they agree exactly.
     assert_engine_equals_oracle(snapshot, events, max_score=max_score, as_of=as_of)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshot=snapshots(), events=streams(), max_score=MAX_SCORE, as_of=AS_OF, seed=st.integers(0, 10_000))
 def test_any_arrival_order_and_duplication_gives_the_same_result(snapshot, events, max_score, as_of, seed):
     # Given a stream and the same stream shuffled with duplicates,
@@ -208,7 +211,7 @@ def test_any_arrival_order_and_duplication_gives_the_same_result(snapshot, event
     assert second.explain() == first.explain()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(snapshot=snapshots(), events=streams(max_size=12), max_score=MAX_SCORE)
 def test_without_decay_the_fold_is_integral_and_has_no_rounding(snapshot, events, max_score):
     # Given a rule set without decay,
@@ -368,36 +371,62 @@ def test_negative_points_floor_at_every_step():
 
 
 
+def _draft_publish(snapshot: dict) -> tuple[int, dict]:
+    """Replace the draft by ``snapshot``'s rules and match mode and publish it (test transaction)."""
+    from conftest import publish_draft_now
+    from scoring.models import RuleSetVersion, ScoringRule, ScoringSettings
+    from scoring.rulesets import version_snapshot
+
+    ScoringRule.objects.all().delete()
+    for item in snapshot["rules"]:
+        rule = ScoringRule(**{k: v for k, v in item.items() if k != "key"})
+        rule.full_clean()
+        rule.save()
+    ScoringSettings.objects.update_or_create(pk=1, defaults={"match_mode": snapshot["match_mode"]})
+    number = publish_draft_now()
+    return number, version_snapshot(RuleSetVersion.objects.get(number=number))
+
+
 @pytest.mark.django_db
 class TestServiceEqualsOracle(HypothesisTestCase):
     """Property: rules published through the draft, events ingested through ``event_ingest`` in any
     batch split and arrival order (with duplicates): every lead's stored score equals the oracle at
-    its ``score_as_of``, and its audit deltas sum to it."""
+    its ``score_as_of``, and its audit deltas sum to it; so after a decay refresh, and after a
+    rescore under another published rule set."""
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(snapshot=snapshots(), events=streams(max_size=20), seed=st.integers(0, 10_000), batch=st.integers(1, 8),
-           caps=st.tuples(MAX_SCORE, MAX_SCORE), leads=st.lists(st.integers(0, 1), min_size=20, max_size=20))
-    def test_stored_scores_equal_the_oracle(self, snapshot, events, seed, batch, caps, leads):
-        from conftest import publish_draft_now
+    def assert_leads_equal_oracle(self, snapshot, number, events, owner, caps):
+        from leads.models import Lead
+        from scoring.models import ScoreChange
+
+        for n in range(2):
+            lead = Lead.objects.get(email=f"lead{n}@example.com")
+            mine = [e for e in events if owner[e["event_id"]] == n]
+            if not mine:
+                continue
+            assert lead.rule_version == number
+            expected = oracle.score(snapshot, mine, max_score=caps[n], as_of=lead.score_as_of)
+            assert lead.current_score == expected
+            assert sum(ScoreChange.objects.filter(lead=lead).values_list("delta", flat=True)) == expected
+
+    @settings(max_examples=40 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(snapshot=snapshots(), later=snapshots(), events=streams(max_size=20), seed=st.integers(0, 10_000),
+           batch=st.integers(1, 8), caps=st.tuples(MAX_SCORE, MAX_SCORE),
+           leads=st.lists(st.integers(0, 1), min_size=20, max_size=20))
+    def test_stored_scores_equal_the_oracle(self, snapshot, later, events, seed, batch, caps, leads):
+        from django.utils import timezone
+
         from events.services import event_ingest
         from leads.models import Lead
-        from scoring.models import ScoreChange, ScoringRule, ScoringSettings
-        from scoring.rulesets import version_snapshot
-        from scoring.models import RuleSetVersion
+        from scoring.services import leads_decay_refresh, leads_rescore
 
         # Given the generated rules as the draft (every event type keeps a rule), published,
         assume(all(any(r["event_type"] == t for r in snapshot["rules"]) for t in {e["event_type"] for e in events}))
-        ScoringRule.objects.all().delete()
-        for item in snapshot["rules"]:
-            fields = {k: v for k, v in item.items() if k != "key"}
-            ScoringRule.objects.create(**fields)
-        settings_row, _ = ScoringSettings.objects.get_or_create(pk=1)
-        settings_row.match_mode = snapshot["match_mode"]
-        settings_row.save()
-        number = publish_draft_now()
-        published = version_snapshot(RuleSetVersion.objects.get(number=number))
+        number, published = _draft_publish(snapshot)
         for n in range(2):
             Lead.objects.create(email=f"lead{n}@example.com", max_score=caps[n])
+        # and the stream moved to the last six days (so that decay and expiry matter now),
+        shift = timezone.now().replace(microsecond=0) - timedelta(days=6) - T0
+        events = [{**e, "timestamp": e["timestamp"] + shift} for e in events]
         owner = {e["event_id"]: leads[i % len(leads)] for i, e in enumerate(events)}
         # when the stream arrives shuffled, duplicated and split into batches (one source per call),
         incoming = arrivals(events, seed)
@@ -413,16 +442,17 @@ class TestServiceEqualsOracle(HypothesisTestCase):
                 with self.captureOnCommitCallbacks(execute=True):
                     result = event_ingest(items=items, source=source)
                 assert all(item.status in ("accepted", "duplicate") for item in result.items), result.items
-        # then each lead's stored score is the oracle's at its score_as_of, and its audit sums to it.
-        for n in range(2):
-            lead = Lead.objects.get(email=f"lead{n}@example.com")
-            mine = [e for e in events if owner[e["event_id"]] == n]
-            if not mine:
-                continue
-            assert lead.rule_version == number
-            expected = oracle.score(published, mine, max_score=caps[n], as_of=lead.score_as_of)
-            assert lead.current_score == expected
-            assert sum(ScoreChange.objects.filter(lead=lead).values_list("delta", flat=True)) == expected
+        # then each lead's stored score is the oracle's at its score_as_of, and its audit sums to it;
+        self.assert_leads_equal_oracle(published, number, events, owner, caps)
+        # so after the periodic decay refresh,
+        with self.captureOnCommitCallbacks(execute=True):
+            leads_decay_refresh()
+        self.assert_leads_equal_oracle(published, number, events, owner, caps)
+        # and after another rule set is published and the leads are rescored under it.
+        number, published = _draft_publish(later)
+        with self.captureOnCommitCallbacks(execute=True):
+            leads_rescore(lead_ids=list(Lead.objects.order_by("pk").values_list("pk", flat=True)))
+        self.assert_leads_equal_oracle(published, number, events, owner, caps)
 
 
 # -- findings: definition vs engine --------------------------------------------------------------------
