@@ -132,8 +132,10 @@ class Database:
         def ts(dt: datetime):
             return dt.replace(tzinfo=None) if mysql else dt.isoformat(sep=" ")
 
+        # (job_title .. fold_state: the scoring model's columns, issue #10; Django sets no database defaults)
         lead_cols = ("id, email, first_name, last_name, company, phone, current_score, max_score, "
-                     "last_processed_event_time, last_processed_event_id, created_at, updated_at")
+                     "last_processed_event_time, last_processed_event_id, created_at, updated_at, "
+                     "job_title, fit_score, grade, rule_version, score_as_of, decaying, fold_state")
         if mysql:
             lead_upsert = (" ON DUPLICATE KEY UPDATE current_score=VALUES(current_score), "
                            "last_processed_event_time=VALUES(last_processed_event_time), "
@@ -144,8 +146,9 @@ class Database:
                            "last_processed_event_id=excluded.last_processed_event_id, updated_at=excluded.updated_at")
         q = "`" if mysql else '"'  # "partition" is a reserved word in MySQL
         event_cols = ("id, event_id, lead_id, event_type, timestamp, received_at, processed, processed_at, status, "
-                      f"points, score_after, late, metadata, source, error, {q}partition{q}")
-        change_cols = "lead_id, event_id, event_type, previous_score, new_score, delta, reason, late, timestamp, created_at"
+                      f"points, score_after, late, metadata, source, error, {q}partition{q}, rule_version")
+        change_cols = ("lead_id, event_id, event_type, previous_score, new_score, delta, reason, late, timestamp, "
+                       "created_at, rule_version, rules")
 
         def values_sql(cols: str, n: int) -> str:
             one = "(" + ", ".join([ph] * (cols.count(",") + 1)) + ")"
@@ -171,11 +174,11 @@ class Database:
                 event_pk = uuid.uuid4().hex
                 when = t0 + timedelta(milliseconds=seq)
                 ev_rows.append((event_pk, f"raw-{seq:09d}", lead_ids[pick], "PAGE_VIEW", ts(when), ts(now), True,
-                                ts(now), "processed", 5, seq % 1000, False, "{}", "batch", "", pick % 8))
+                                ts(now), "processed", 5, seq % 1000, False, "{}", "batch", "", pick % 8, 1))
                 ch_rows.append((lead_ids[pick], event_pk, "PAGE_VIEW", 0, 5, 5, "PAGE_VIEW +5", False, ts(when),
-                                ts(now)))
+                                ts(now), 1, '["r1"]'))
                 lead_rows[pick] = (lead_ids[pick], lead_emails[pick], "", "", "", "", seq % 1000, 1000, ts(when),
-                                   f"raw-{seq:09d}", ts(now), ts(now))
+                                   f"raw-{seq:09d}", ts(now), ts(now), "", 0, "D4", 1, ts(now), False, "{}")
             leads_sorted = [lead_rows[k] for k in sorted(lead_rows, key=lambda k: lead_ids[k])]
             cur.execute("BEGIN" if not mysql else "START TRANSACTION")
             insert(cur, "leads_lead", lead_cols, leads_sorted, lead_upsert)

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import client  # noqa: E402
+import rules as rulesets  # noqa: E402
 import stack as stacks  # noqa: E402
 import workload as workloads  # noqa: E402
 from db import Database  # noqa: E402
@@ -67,6 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--allow-any-db", action="store_true", help="prod: allow a DATABASE_URL not named tg_bench*")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir and process logs")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rules", choices=sorted(rulesets.PRESETS), default="default",
+                   help="rules published before the run (bench/rules.py); conditional10 adds 10 conditional rules "
+                        "and metadata to the events")
     p.add_argument("--json", help="result file (default bench/results/<timestamp>.json)")
     return p.parse_args(argv)
 
@@ -111,19 +115,20 @@ async def run_scenario(name: str, args, ctx) -> dict:
     tag = f"{ctx['run_id']}{name}"
     mix = ctx["mix"]
     extra = {}
+    meta = rulesets.metadata_for if args.rules != "default" else None
     if name in ("batch", "hot"):
         wl = workloads.build(tag, events=args.events, leads=args.leads, mix=mix, dup_share=args.dup_share,
                              late_share=args.late_share, hot_share=args.hot_share if name == "hot" else 0.0,
-                             seed=args.seed)
+                             seed=args.seed, metadata=meta)
     elif name == "single":
         wl = workloads.build(tag, events=args.single_events, leads=args.leads, mix=mix, dup_share=args.dup_share,
-                             late_share=args.late_share, seed=args.seed)
+                             late_share=args.late_share, seed=args.seed, metadata=meta)
     elif name == "steady":
         wl = workloads.build(tag, events=int(args.steady_rate * args.steady_seconds), leads=args.leads, mix=mix,
-                             dup_share=args.dup_share, late_share=args.late_share, seed=args.seed)
+                             dup_share=args.dup_share, late_share=args.late_share, seed=args.seed, metadata=meta)
     elif name == "soak":
         wl = workloads.build(tag, events=int(args.soak_rate * args.soak_seconds), leads=args.leads, mix=mix,
-                             dup_share=args.dup_share, late_share=args.late_share, seed=args.seed)
+                             dup_share=args.dup_share, late_share=args.late_share, seed=args.seed, metadata=meta)
     else:
         raise SystemExit(f"unknown scenario {name!r}")
     unique = len(wl.unique)
@@ -170,7 +175,11 @@ async def run_scenario(name: str, args, ctx) -> dict:
             latencies.append(max(0.0, delta))
 
     # Correctness: the fold, rows, frames.
-    expected = workloads.expected_scores(wl, points)
+    if ctx.get("ruleset") is not None:  # the engine under the version the bench published
+        source = "api" if name in ("single", "steady") else "batch"
+        expected = workloads.expected_scores_engine(wl, ctx["ruleset"], source=source)
+    else:  # a running stack (--target): its rules as the API lists them, points per event type
+        expected = workloads.expected_scores(wl, points)
     actual = await lead_scores(api, tag)
     wrong = {email: (actual.get(email), score) for email, score in expected.items() if actual.get(email) != score}
     counts = await asyncio.to_thread(db.counts, tag) if db else None
@@ -327,7 +336,21 @@ async def main_async(args, stack: stacks.Stack) -> dict:
     api = client.Api(stack.api_url, stack.api_key, connections=max(args.single_clients, args.clients, 256))
     listener = client.FrameListener(stack.ws_url, stack.api_key)
     try:
-        ctx["points"] = await ensure_rules(api, mix, may_create=stack.kind != "target" or bool(args.database_url))
+        if stack.env is not None:
+            # Rules edited through the API only change the draft: publish them in the stack's database.
+            snapshot = await asyncio.to_thread(rulesets.publish, stack.env, args.rules)
+            ctx["ruleset"] = rulesets.ruleset(snapshot)
+            missing = set(mix) - ctx["ruleset"].event_types
+            if missing:
+                raise SystemExit(f"no published rule for {sorted(missing)}")
+            ctx["points"] = {}
+            report["rules"] = {"preset": args.rules, "version": snapshot["number"], "match_mode": snapshot["match_mode"],
+                               "rules": len(snapshot["rules"])}
+            print(f"  rules v{snapshot['number']} published ({args.rules}, {len(snapshot['rules'])} rules)", flush=True)
+        else:
+            if args.rules != "default":
+                raise SystemExit("--rules needs a stack the bench starts (publishing runs on its database)")
+            ctx["points"] = await ensure_rules(api, mix, may_create=bool(args.database_url))
         ctx["api"], ctx["listener"] = api, listener
         await listener.start()
         if db is not None and not args.no_raw:

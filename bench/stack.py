@@ -141,6 +141,7 @@ class Stack:
     workdir: Path | None = None
     procs: list[Proc] = field(default_factory=list)
     description: dict = field(default_factory=dict)
+    env: dict | None = None  # the started processes' environment (to run Django code on the same database)
 
     def sample_peaks(self) -> None:
         for proc in self.procs:
@@ -259,6 +260,7 @@ def start_embedded(*, keep: bool = False) -> Stack:
     except Exception:
         stack.stop()
         raise
+    stack.env = env
     return stack
 
 
@@ -329,6 +331,7 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
     except Exception:
         stack.stop()
         raise
+    stack.env = env
     return stack
 
 

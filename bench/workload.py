@@ -51,9 +51,13 @@ def build(
     seed: int = 1,
     spacing_ms: int = 10,
     late_max_s: int = 300,
+    metadata=None,
 ) -> Workload:
-    """``events`` payloads to send, of which a ``dup_share`` repeat an earlier one (same body)."""
+    """``events`` payloads to send, of which a ``dup_share`` repeat an earlier one (same body).
+    ``metadata(event_type, rng)``, when given, adds each payload's metadata (from its own random
+    stream: the rest of the workload is the same with or without it)."""
     rng = random.Random(seed)
+    meta_rng = random.Random(seed + 1_000_003)
     n_unique = max(1, round(events * (1 - dup_share)))
     n_dups = events - n_unique
     types, weights = list(mix), list(mix.values())
@@ -79,6 +83,8 @@ def build(
             "timestamp": ts.isoformat().replace("+00:00", "Z"),
             "email": f"{tag}-{lead}@bench.example",
         }
+        if metadata is not None:
+            payload["metadata"] = metadata(event_types[i], meta_rng)
         uniques.append(payload)
         workload.unique[payload["event_id"]] = payload
         workload.timestamps[payload["event_id"]] = ts
@@ -105,3 +111,21 @@ def expected_scores(workload: Workload, points: dict[str, int], max_score: int =
             score = max(0, min(max_score, score + pts))
         scores[email] = score
     return scores
+
+
+def expected_scores_engine(workload: Workload, ruleset, *, source: str, max_score: int = 1000) -> dict[str, int]:
+    """The expected score of every lead: ``scoring.engine.evaluate`` (the definition in
+    docs/scoring-model.md) under the published rule set, over the unique events (no decay in the
+    bench's presets, so no ``as_of``). ``source`` is what the service stores for the path used."""
+    from scoring import engine
+
+    by_email: dict[str, list] = {}
+    for event_id, payload in workload.unique.items():
+        by_email.setdefault(payload["email"], []).append(
+            engine.EngineEvent(engine.EventKey(workload.timestamps[event_id], event_id), payload["event_type"],
+                               payload.get("metadata") or {}, source)
+        )
+    return {
+        email: engine.evaluate(ruleset, events, max_score=max_score, as_of=None).score
+        for email, events in by_email.items()
+    }

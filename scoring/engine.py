@@ -308,7 +308,7 @@ class Condition:
         for part in self.path:
             if isinstance(value, Mapping):
                 value = value.get(part, _MISSING)
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):  # "²".isdigit(); int() refuses it
                 value = value[int(part)]
             else:
                 return _MISSING
