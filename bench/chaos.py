@@ -652,8 +652,12 @@ def snapshot(mysql: PrivateMariaDB, tag: str) -> tuple[Snapshot, dict[str, int],
             "SELECT sc.lead_id, sc.event_id, sc.delta, sc.new_score FROM scoring_scorechange sc "
             "JOIN leads_lead l ON l.id = sc.lead_id WHERE l.email LIKE %s ORDER BY sc.id", (like,))
         changes = list(cur.fetchall())
-        cur.execute("SELECT event_type, points, enabled FROM scoring_scoringrule")
-        points = {t: (p if enabled else 0) for t, p, enabled in cur.fetchall()}
+        # The points of the current published version (the draft scores nothing); the chaos
+        # workload's rules are plain (one per type, no conditions, caps or decay).
+        cur.execute("SELECT rules FROM scoring_rulesetversion ORDER BY number DESC LIMIT 1")
+        row = cur.fetchone()
+        rules = json.loads(row[0]) if row else []
+        points = {r["event_type"]: (r["points"] if r.get("enabled", True) else 0) for r in rules}
         cur.execute(
             "SELECT e.`partition`, COUNT(*) FROM events_event e JOIN leads_lead l ON l.id = e.lead_id "
             "WHERE l.email LIKE %s AND e.status = 'pending' GROUP BY e.`partition` ORDER BY 1", (like,))
@@ -833,6 +837,8 @@ def main(argv=None) -> int:
         for event_type, points in EXTRA_RULES.items():
             manage(env, "shell", "-c",
                    f"from scoring.services import rule_save; rule_save(event_type={event_type!r}, points={points})")
+        # Draft edits score nothing until published (docs/scoring-model.md).
+        manage(env, "shell", "-c", "from scoring.rescoring import ruleset_publish; ruleset_publish(actor='chaos')")
         sup = Supervisor(ROOT / "deploy" / "supervisord.conf", env, workdir / "run", ROOT)
         sup.start(str(BIN / "supervisord"))
         api_url = f"http://127.0.0.1:{api_port}"
