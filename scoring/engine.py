@@ -18,6 +18,8 @@ import bisect
 import enum
 import math
 import re
+
+import regex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -213,6 +215,17 @@ class RuleError(ValueError):
     """A rule or condition that cannot be evaluated (the message names the field)."""
 
 
+class RegexTimeout(RuleError):
+    """A regex condition ran longer than ``REGEX_TIMEOUT_SECONDS`` on one value (catastrophic
+    backtracking): the event fails with this reason, visible and retryable, instead of a scoring
+    worker spinning on it forever."""
+
+
+# The `regex` package (a drop-in for `re`) takes a timeout; Python's `re` cannot be interrupted.
+REGEX_TIMEOUT_SECONDS = 0.25
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
 def _number(value):
     """``value`` as a number for greater/less (numbers and numeric strings), else None."""
     if isinstance(value, bool):
@@ -220,6 +233,8 @@ def _number(value):
     if isinstance(value, (int, float)):
         return value if not (isinstance(value, float) and math.isnan(value)) else None
     if isinstance(value, str):
+        if _INTEGER.fullmatch(value) and len(value) <= 4300:
+            return int(value)  # exact, however long (a float keeps 15-17 digits)
         try:
             number = float(value.strip())
         except ValueError:
@@ -245,7 +260,7 @@ class Condition:
     value: object = None
     ignore_case: bool = False
     path: tuple = ()
-    pattern: re.Pattern | None = None
+    pattern: object = None  # a compiled `regex` pattern
 
     @classmethod
     def parse(cls, data: Mapping, *, fields: Sequence[str] | None = None) -> Condition:
@@ -282,8 +297,8 @@ class Condition:
             if not isinstance(value, str) or len(value) > MAX_REGEX_LENGTH:
                 raise RuleError(f"value: regex needs a pattern of at most {MAX_REGEX_LENGTH} characters")
             try:
-                pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
-            except re.error as exc:
+                pattern = regex.compile(value, regex.IGNORECASE if ignore_case else 0)
+            except (regex.error, ValueError, OverflowError) as exc:
                 raise RuleError(f"value: invalid regular expression ({exc})") from None
         if op == "in" and not (isinstance(value, list) and value):
             raise RuleError("value: in needs a non-empty list")
@@ -293,8 +308,11 @@ class Condition:
             value = True if value is None else value
             if not isinstance(value, bool):
                 raise RuleError("value: exists takes true or false")
-        if op in ("equals", "not_equals") and isinstance(value, (dict, list)):
+        scalar = (str, int, float)  # bool is an int
+        if op in ("equals", "not_equals") and not isinstance(value, scalar):
             raise RuleError(f"value: {op} compares with a string, number or boolean")
+        if op == "in" and not all(isinstance(item, scalar) for item in value):
+            raise RuleError("value: in takes a list of strings, numbers or booleans")
         return cls(name, op, value, ignore_case, path, pattern)
 
     def as_dict(self) -> dict:
@@ -319,8 +337,10 @@ class Condition:
     def holds(self, subject: Mapping) -> bool:
         actual = self.lookup(subject)
         op, expected, fold_case = self.op, self.value, self.ignore_case
+        if actual is None:  # a JSON null is a missing field, for every operator
+            actual = _MISSING
         if op == "exists":
-            return (actual is not _MISSING and actual is not None) is expected
+            return (actual is not _MISSING) is expected
         if actual is _MISSING:
             return op == "not_equals"
         if op == "equals":
@@ -340,7 +360,15 @@ class Condition:
                 return False
             return actual.casefold().startswith(expected.casefold()) if fold_case else actual.startswith(expected)
         if op == "regex":
-            return isinstance(actual, str) and self.pattern.search(actual) is not None
+            if not isinstance(actual, str):
+                return False
+            try:
+                return self.pattern.search(actual, timeout=REGEX_TIMEOUT_SECONDS) is not None
+            except TimeoutError:
+                raise RegexTimeout(
+                    f"regex {self.value!r} on {self.field} ran over {REGEX_TIMEOUT_SECONDS}s (catastrophic "
+                    "backtracking?): simplify the pattern, then retry the event"
+                ) from None
         left, right = _number(actual), _number(expected)
         if left is None or right is None:
             return False

@@ -79,6 +79,8 @@ def as_number(value):
         if not STRICT_NUMBER.fullmatch(value):
             return None
         return int(value) if re.fullmatch(r"[+-]?\d+", value) else float(value)
+    if re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)  # "F > V" for integers means exactly, whatever their length
     try:
         number = float(value.strip())
     except ValueError:

@@ -221,3 +221,20 @@ def test_a_dropped_late_event_takes_no_cap_slot(publish, settings):
     ingest(payload("c", when=at(minutes=-4)))
     assert Lead.objects.get().current_score == 10
     assert Event.objects.get(event_id="late").status == "skipped"
+
+
+def test_a_catastrophic_regex_fails_its_event_not_the_worker_nor_the_other_events(publish):
+    # Given a rule whose regex backtracks catastrophically on some values
+    ScoringRule.objects.create(event_type="PAGE_VIEW", points=15, conditions=[
+        {"field": "metadata.q", "op": "regex", "value": "(a|aa)+$"}])
+    publish()
+    # when one event carries such a value among good ones
+    ingest(
+        payload("ok-1", when=at(minutes=-3), metadata={"q": "aaaa"}),
+        payload("evil", when=at(minutes=-2), metadata={"q": "a" * 40 + "!"}, email="eve@example.com"),
+        payload("ok-2", when=at(minutes=-1), metadata={"q": "b"}),
+    )
+    # then it alone is failed with a reason naming the regex; the others are scored
+    evil = Event.objects.get(event_id="evil")
+    assert evil.status == "failed" and "regex" in evil.error and "(a|aa)+$" in evil.error
+    assert Lead.objects.get(email="ann@example.com").current_score == 5 + 15 + 5
