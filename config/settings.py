@@ -265,6 +265,9 @@ TARGETGRID_SWEEP_SECONDS = env_int("TARGETGRID_SWEEP_SECONDS", 5)
 TARGETGRID_DECAY_REFRESH_SECONDS = env_int("TARGETGRID_DECAY_REFRESH_SECONDS", 900)
 # Leads per transaction of a background rescore.
 TARGETGRID_RESCORE_BATCH = env_int("TARGETGRID_RESCORE_BATCH", 500)
+# Pause between two batches of a background rescore (a throttle: live scoring gets the database
+# between them; 0: none).
+TARGETGRID_RESCORE_PAUSE_MS = env_int("TARGETGRID_RESCORE_PAUSE_MS", 0)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-events": {"task": "scoring.sweep_pending", "schedule": float(TARGETGRID_SWEEP_SECONDS)},

@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from events.models import Event, EventStatus
 
-from .models import ScoreChange, ScoringRule
+from .models import RescoreJob, ScoreChange, ScoringRule
 from . import engine
 from .rulesets import ruleset_current, ruleset_of
 
@@ -130,3 +130,8 @@ def lead_score_breakdown(*, lead) -> dict:
         grade=lead.grade,
     )
     return out
+
+
+def rescore_job_get(*, job_id: int) -> RescoreJob | None:
+    """A rescore job as committed now (a command following one that another process runs)."""
+    return RescoreJob.objects.filter(pk=job_id).first()
