@@ -147,3 +147,7 @@ LEAD_EXPORT_COLUMNS = [
     "created_at",
     "updated_at",
 ]
+
+
+def lead_count() -> int:
+    return Lead.objects.count()
