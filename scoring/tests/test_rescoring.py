@@ -197,6 +197,79 @@ def test_a_rescore_killed_mid_run_resumes_from_its_cursor_and_rescores_each_lead
     assert_final_state(version)
 
 
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL (a real broker and worker)")
+def test_a_celery_worker_killed_mid_rescore_is_resumed_by_the_beat_task_on_another_worker(settings, publish, tmp_path):
+    import redis
+
+    from config.celery import app as celery_app
+
+    redis.Redis.from_url(os.environ["TEST_REDIS_URL"]).flushdb()
+    # Given 120 leads under v1, v2 published, and a real worker running its rescore slowly,
+    seed(120)
+    change_draft()
+    version = publish()
+    settings.TARGETGRID_QUEUE = "celery"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": subprocess_database_url(),
+           "REDIS_URL": os.environ["TEST_REDIS_URL"], "TARGETGRID_QUEUE": "celery", "TARGETGRID_RESCORE_BATCH": "4",
+           "TARGETGRID_RESCORE_PAUSE_MS": "100", "TARGETGRID_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    workers = []
+
+    def worker(name):
+        log = tmp_path / f"{name}.log"
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "-l", "info", "-c", "1",
+             "-Q", "imports,scoring,celery", "-n", f"{name}-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        workers.append(proc)
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        return proc, log
+
+    sampler = ProgressSampler()
+    sampler.start()
+    try:
+        first, log = worker("rescore1")
+        job = rescore_job_start(version=version)
+        deadline = time.monotonic() + 120
+        while RescoreJob.objects.get(pk=job.pk).done < 12:
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        # when the worker dies with it (SIGKILL to its whole process group: parent and pool),
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        job.refresh_from_db()
+        assert job.status == RescoreStatus.RUNNING and 12 <= job.done < 120, (job.status, job.done)
+        killed_at = job.done
+        # then the beat task `scoring.rescore_resume`, run by another worker, sends it again there,
+        second, log = worker("rescore2")
+        celery_app.send_task("scoring.rescore_resume", kwargs={"older_than_seconds": 0})
+        deadline = time.monotonic() + 120
+        while not RescoreJob.objects.get(pk=job.pk).finished:
+            assert second.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+    samples = sampler.stop()
+    # and it finishes from its committed cursor: each lead once, progress monotonic, the fold under v2.
+    job.refresh_from_db()
+    assert job.status == RescoreStatus.COMPLETED and job.done == job.total == 120
+    assert any(0 < done <= killed_at for done in samples[job.pk]) and samples[job.pk][-1] == 120
+    assert_monotonic(samples)
+    rescores = Counter(ScoreChange.objects.filter(event_type=ScoreChange.RESCORE).values_list("lead_id", flat=True))
+    assert set(rescores.values()) == {1} and len(rescores) == job.changed
+    assert_final_state(version)
+
+
 def test_the_beat_task_does_not_resend_a_job_that_is_moving(settings, publish):
     # Given a job that has just moved,
     seed(3)
