@@ -32,8 +32,11 @@ class NothingToPublish(Exception):
     """The draft equals the current version."""
 
 
-def ruleset_publish(*, actor: str = "", note: str = "", allow_unchanged: bool = False) -> RuleSetVersion:
-    """Publish the draft as the next immutable version and start rescoring every lead under it.
+def ruleset_publish(*, actor: str = "", note: str = "", allow_unchanged: bool = False,
+                    send: bool = True) -> RuleSetVersion:
+    """Publish the draft as the next immutable version and start rescoring every lead under it
+    (``send=False``: the job is created but not sent; whoever runs it calls ``rescore_job_run``, and
+    the periodic resume sends it if nobody does).
 
     Serialised by locking the draft's settings row: two operators publishing at once get versions
     n and n+1, each a snapshot of the draft at its own moment."""
@@ -56,7 +59,7 @@ def ruleset_publish(*, actor: str = "", note: str = "", allow_unchanged: bool = 
             published_by=actor,
             published_at=timezone.now(),
         )
-        rescore_job_start(version=version.number, actor=actor)
+        rescore_job_start(version=version.number, actor=actor, send=send)
     logger.info("rules v%d published by %s (%d changes)", version.number, actor or "-", len(changes))
     return version
 
