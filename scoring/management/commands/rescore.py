@@ -91,6 +91,7 @@ class Command(BaseCommand):
         except RescoreRefused as exc:
             raise CommandError(str(exc)) from None
         bar = ProgressBar(self.stdout, interactive=self.stdout.isatty())
+        bar.start_done = job.done  # the rate of this run only (a followed job is already under way)
         what = f"lead {lead_id}" if lead_id else "every lead"
         try:
             if created:
