@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--leads", type=int, default=100_000)
     p.add_argument("--events-per-lead", type=int, default=5, help="average (1 to 2x-1, uniform)")
     p.add_argument("--rate", type=float, default=200.0, help="events/s posted during the rescore")
-    p.add_argument("--clients", type=int, default=16, help="concurrent HTTP connections of the stream")
+    p.add_argument("--clients", type=int, default=32, help="concurrent HTTP connections of the stream")
     p.add_argument("--per-request", type=int, default=1,
                    help="events per request: 1 = POST /api/events, more = POST /api/events/batch (the embedded "
                         "daphne serves ~100 single requests/s: use 5 there to reach 200 events/s)")
