@@ -15,7 +15,7 @@ IMPORT_CONCURRENCY ?= 1
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker worker-imports beat prod bench bench-pages chaos seed migrate clean
+.PHONY: run test install install-dev install-prod web worker worker-imports beat prod bench bench-pages bench-rescore chaos seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,12 @@ bench: install-dev
 	@# the prod stack (DATABASE_URL=mysql://...) needs gunicorn and mysqlclient too
 	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory install-prod; fi
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Issue #10 acceptance 2: publish a changed rule set over 100,000 seeded leads while events arrive
+## at 200/s over HTTP; every lead checked against a from-scratch fold (BENCH_ARGS="--leads 20000").
+bench-rescore: install-dev
+	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory install-prod; fi
+	$(BIN)/python bench/rescore.py $(BENCH_ARGS)
 
 ## Render time of the operator pages (default 100,000 leads; BENCH_ARGS="--leads 10000").
 bench-pages: install-dev

@@ -281,7 +281,7 @@ def _fresh_mysql(database_url: str, *, allow_any: bool) -> None:
 
 def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: int, web_workers: int,
                web_threads: int, allow_any_db: bool, pool: str = "prefork",
-               extra_env: dict[str, str] | None = None) -> Stack:
+               extra_env: dict[str, str] | None = None, import_workers: int = 0) -> Stack:
     import redis
 
     if not database_url.startswith("mysql"):
@@ -322,6 +322,12 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
                 *([] if pool == "solo" else ["-c", str(concurrency)]), "-Q", "scoring,realtime,celery",
                 "-n", f"bench{index}@%h", "--without-gossip", "--without-mingle"]
         stack.procs.append(_spawn("worker", f"celery{index}", args, env, workdir))
+    for index in range(import_workers):
+        # the long jobs' workers of `make worker-imports` (file imports, rescoring, decay refresh)
+        args = [str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-P", "prefork", "-c", "1",
+                "-Q", "imports", "-n", f"bench-imports{index}@%h", "--without-gossip", "--without-mingle"]
+        stack.procs.append(_spawn("imports", f"celery-imports{index}", args, env, workdir))
+        workers += 1  # counted by /health like the others
     try:
         health = _wait_healthy(stack)
         deadline = time.monotonic() + 60

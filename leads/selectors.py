@@ -222,3 +222,7 @@ def lead_score_explanation(*, lead: Lead) -> dict:
         "rescoring": not breakdown["consistent"] or 0 < lead.rule_version < current,
         "decay_refresh_minutes": round(settings.TARGETGRID_DECAY_REFRESH_SECONDS / 60),
     }
+
+
+def lead_count() -> int:
+    return Lead.objects.count()

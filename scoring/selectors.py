@@ -186,3 +186,8 @@ def lead_score_breakdown(*, lead) -> dict:
         grade=lead.grade,
     )
     return out
+
+
+def rescore_job_get(*, job_id: int) -> RescoreJob | None:
+    """A rescore job as committed now (a command following one that another process runs)."""
+    return RescoreJob.objects.filter(pk=job_id).first()

@@ -935,12 +935,17 @@ def _rescore_locked(lead_ids, *, actor: str, only_outdated: bool, kind: str = Sc
     if only_outdated:
         leads = {pk: lead for pk, lead in leads.items() if lead.rule_version != ruleset.version}
     history = _events_history(leads.keys())
-    if not reason and kind == ScoreChange.RESCORE:
-        reason = f"rescored under rules v{ruleset.version}" + (f" by {actor}" if actor else "")
-    changed = sum(
-        _lead_apply_full(batch, leads[lead_id], history.get(lead_id, []), [], reason=reason, kind=kind)
-        for lead_id in sorted(leads)
-    )
+    rescored = f"rescored under rules v{ruleset.version}" + (f" by {actor}" if actor else "")
+    changed = 0
+    for lead_id in sorted(leads):
+        lead = leads[lead_id]
+        # A lead under an older version is rescored by whoever locks it first (the background job, a
+        # drain, a decay refresh): whichever it is, the change is that version's one RESCORE row.
+        if lead.rule_version != ruleset.version:
+            lead_kind, text = ScoreChange.RESCORE, rescored
+        else:
+            lead_kind, text = kind, reason or (rescored if kind == ScoreChange.RESCORE else "")
+        changed += _lead_apply_full(batch, lead, history.get(lead_id, []), [], reason=text, kind=lead_kind)
     batch.write()
     return changed, batch.broadcasts
 
