@@ -24,7 +24,8 @@ from .models import FitRule, RescoreJob, RuleSetVersion, ScoreChange, ScoringRul
 from .preview import ruleset_preview
 from .rescoring import NothingToPublish, rescore_job_payload, ruleset_publish
 from .resources import ScoreChangeResource, ScoringRuleResource
-from .rulesets import draft_changes, settings_draft, snapshot_diff, version_snapshot
+from . import engine
+from .rulesets import current_version_number, draft_changes, settings_draft, snapshot_diff, version_snapshot
 from .services import fit_rule_save, rule_save, scoring_settings_save
 
 IMPORT_EXPORT_FORMATS = [CSV, JSON, XLSX]
@@ -360,7 +361,11 @@ class RuleSetVersionAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(reverse("admin:scoring_rulesetversion_change", args=[version.pk]))
             return HttpResponseRedirect(reverse("admin:scoring_rescorejob_change", args=[job.pk]))
         changes = draft_changes()
-        preview = ruleset_preview()
+        try:
+            preview = ruleset_preview()
+        except engine.RuleError as exc:  # a regex condition timed out on a stored event
+            current = current_version_number()
+            preview = {"error": str(exc), "current_version": current, "draft_version": current + 1, "distribution": []}
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

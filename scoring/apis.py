@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from config.errors import error_response
 from config.pagination import paginate
 
+from . import engine
 from .models import FitRule, RescoreJob, ScoringRule
 from .preview import ruleset_preview
 from .rescoring import NothingToPublish, ruleset_publish
@@ -264,4 +265,7 @@ class RuleSetDraftPreviewApi(APIView):
             limit = 0
         if not 1 <= limit <= 100_000:
             raise ValidationError({"sample_limit": ["An integer from 1 to 100000."]})
-        return Response(ruleset_preview(sample_limit=limit))
+        try:
+            return Response(ruleset_preview(sample_limit=limit))
+        except engine.RuleError as exc:  # a regex condition timed out on a stored event
+            raise ValidationError({"conditions": [str(exc)]}) from None

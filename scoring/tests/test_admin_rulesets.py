@@ -217,3 +217,18 @@ def test_rescore_jobs_are_read_only(admin_client, django_capture_on_commit_callb
     assert admin_client.post(f"/admin/scoring/rescorejob/{job.pk}/change/", {"status": "queued"}).status_code == 403
     assert admin_client.post(f"/admin/scoring/rescorejob/{job.pk}/delete/", {"post": "yes"}).status_code == 403
     assert admin_client.get("/admin/scoring/rescorejob/999/progress.json").status_code == 404
+
+
+def test_a_draft_regex_that_times_out_on_a_stored_event_stops_the_preview_with_its_reason(
+    admin_client, api, django_capture_on_commit_callbacks
+):
+    # Given a stored event whose value makes a draft regex backtrack catastrophically
+    score(django_capture_on_commit_callbacks, ev("evil", q="a" * 40 + "!"))
+    ScoringRule.objects.create(event_type="PAGE_VIEW", points=15, conditions=[
+        {"field": "metadata.q", "op": "regex", "value": "(a|aa)+$"}])
+    # when an operator opens the review page and an integrator asks for the preview,
+    page = admin_client.get("/admin/scoring/rulesetversion/publish/")
+    response = api.get("/api/rule-sets/draft/preview")
+    # then both say why instead of failing
+    assert page.status_code == 200 and b"data-preview-error" in page.content and b"(a|aa)+$" in page.content
+    assert response.status_code == 400 and "(a|aa)+$" in response.json()["errors"]["conditions"][0]

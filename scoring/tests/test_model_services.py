@@ -238,3 +238,19 @@ def test_a_catastrophic_regex_fails_its_event_not_the_worker_nor_the_other_event
     evil = Event.objects.get(event_id="evil")
     assert evil.status == "failed" and "regex" in evil.error and "(a|aa)+$" in evil.error
     assert Lead.objects.get(email="ann@example.com").current_score == 5 + 15 + 5
+
+
+def test_a_decayed_score_is_the_one_the_api_the_breakdown_and_the_leaderboard_show(publish, api):
+    # acceptance 4: one 100-point event 30 days old under a 30-day half-life shows 50 everywhere
+    ScoringRule.objects.create(event_type="WEBINAR", points=100, half_life_days=30)
+    publish()
+    ingest(payload("old", when=at(days=-30), event_type="WEBINAR", email="old@example.com"))
+    ingest(*[payload(f"n{i}", when=at(minutes=-i), email="new@example.com") for i in range(11)])  # 55
+    ingest(*[payload(f"m{i}", when=at(minutes=-i), email="low@example.com") for i in range(9)])  # 45
+    old = Lead.objects.get(email="old@example.com")
+    assert api.get(f"/api/leads/{old.id}").json()["current_score"] == 50
+    assert api.get(f"/api/leads/{old.id}/score-breakdown").json()["score"] == 50
+    board = api.get("/api/leads/leaderboard?limit=3").json()
+    rows = board["results"] if isinstance(board, dict) else board
+    assert [row["email"] for row in rows] == ["new@example.com", "old@example.com", "low@example.com"]
+    assert [row["current_score"] for row in rows] == [55, 50, 45]
