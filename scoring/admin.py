@@ -250,8 +250,21 @@ class ScoringSettingsAdmin(admin.ModelAdmin):
 # --- Published versions ------------------------------------------------------------------------
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records nobody edits in the admin (published versions, rescore jobs, the audit log)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(RuleSetVersion)
-class RuleSetVersionAdmin(admin.ModelAdmin):
+class RuleSetVersionAdmin(ReadOnlyAdmin):
     """Published versions are immutable: history, detail with its diff, compare, and publish."""
 
     list_display = ["version", "published_by", "published_at", "note", "changes_count"]
@@ -266,15 +279,6 @@ class RuleSetVersionAdmin(admin.ModelAdmin):
     @admin.display(description="changes")
     def changes_count(self, obj):
         return len(obj.changes or [])
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -387,7 +391,7 @@ def _when(value) -> str | None:
 
 
 @admin.register(RescoreJob)
-class RescoreJobAdmin(admin.ModelAdmin):
+class RescoreJobAdmin(ReadOnlyAdmin):
     list_display = ["id", "version_label", "status", "progress", "changed", "created_by", "created_at", "started_at", "finished_at"]
     list_filter = ["status"]
     list_display_links = ["id", "version_label"]
@@ -400,15 +404,6 @@ class RescoreJobAdmin(admin.ModelAdmin):
     def progress(self, obj):
         payload = rescore_job_payload(obj)
         return format_html("{} / {} ({}%)", payload["done"], payload["total"], payload["percent"])
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -454,7 +449,7 @@ class RescoreJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ScoreChange)
-class ScoreChangeAdmin(ExportMixin, admin.ModelAdmin):
+class ScoreChangeAdmin(ExportMixin, ReadOnlyAdmin):
     """The audit log: append-only, so read-only here (export allowed)."""
 
     resource_classes = [ScoreChangeResource]
@@ -467,11 +462,3 @@ class ScoreChangeAdmin(ExportMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -5,6 +5,7 @@ import json
 from import_export import fields, resources, widgets
 
 from .models import ScoreChange, ScoringRule
+from .rulesets import RULE_FIELDS
 from .services import rule_save
 
 
@@ -33,20 +34,7 @@ class ScoringRuleResource(resources.ModelResource):
     class Meta:
         model = ScoringRule
         import_id_fields = ["id"]
-        fields = [
-            "id",
-            "name",
-            "event_type",
-            "points",
-            "priority",
-            "enabled",
-            "description",
-            "conditions",
-            "cap_count",
-            "cap_window_seconds",
-            "half_life_days",
-            "expire_after_days",
-        ]
+        fields = ["id", *RULE_FIELDS, "description"]
         export_order = fields
         clean_model_instances = True
         skip_unchanged = True

@@ -9,6 +9,7 @@ from events.validation import text_problem
 from .models import FitRule, MatchMode, RescoreJob, RuleSetVersion, ScoreChange, ScoringRule, ScoringSettings
 from .models import validate_event_type
 from .rescoring import rescore_job_payload
+from .rulesets import RULE_FIELDS
 
 # "conditions[0].op: 'x' is not one of …" -> ("conditions[0].op", "'x' is not one of …"): the model's
 # message names the place; the API's errors are keyed by it.
@@ -61,17 +62,8 @@ class ScoringRuleSerializer(DraftRowSerializer):
         model = ScoringRule
         fields = [
             "id",
-            "name",
-            "event_type",
-            "points",
-            "priority",
-            "enabled",
+            *RULE_FIELDS,
             "description",
-            "conditions",
-            "cap_count",
-            "cap_window_seconds",
-            "half_life_days",
-            "expire_after_days",
             "created_at",
             "updated_at",
         ]
