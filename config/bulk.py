@@ -183,10 +183,15 @@ def dicts_insert(model, rows: Sequence[Mapping[str, Any]], *, ignore_conflicts: 
     if connection.vendor not in _NATIVE:
         return objs_insert([model(**row) for row in rows], ignore_conflicts=ignore_conflicts, using=using)
     fields = _insert_fields(model)
+    # Constant defaults once per call; only callable ones (uuid4, dict, list …) per row.
+    constant = {f.attname: f.get_default() for f in fields if not callable(f.default)}
+    per_row = [f for f in fields if callable(f.default)]
     complete = []
     for row in rows:
         if len(row) < len(fields):
-            row = {**{f.attname: f.get_default() for f in fields if f.attname not in row}, **row}
+            filled = {name: value for name, value in constant.items() if name not in row}
+            filled.update((f.attname, f.get_default()) for f in per_row if f.attname not in row)
+            row = {**filled, **row}
         complete.append(row)
     return _insert(model, complete, ignore_conflicts=ignore_conflicts, using=using)
 

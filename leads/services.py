@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import transport
+from config.bulk import dicts_insert
 
 from .models import Lead
 
@@ -61,21 +62,32 @@ def leads_ensure_for_emails(*, emails: Iterable[str], found: dict | None = None)
         found = {email: pk for email, pk in found.items() if email in wanted}
     missing = wanted - found.keys()
     if missing:
-        Lead.objects.bulk_create([Lead(email=email) for email in sorted(missing)], ignore_conflicts=True)
+        # Plain rows through config.bulk (bulk_create compiles every value of every column; a lead
+        # has ~20): auto_now fields and the pk are set here.
+        now = timezone.now()
+        dicts_insert(
+            Lead,
+            [{"id": uuid.uuid4(), "email": email, "created_at": now, "updated_at": now} for email in sorted(missing)],
+            ignore_conflicts=True,
+        )
         found.update(Lead.objects.filter(email__in=missing).values_list("email", "id"))
     return found
 
 
-def leads_lock(*, lead_ids: Iterable) -> dict:
+def leads_lock(*, lead_ids: Iterable, fields: Iterable[str] | None = None) -> dict:
     """Lock the given leads (``SELECT … FOR UPDATE``) in primary-key order; must run in a transaction.
 
     Every service that changes a score goes through here, so two workers always take their locks
-    in the same order and can never deadlock on each other.
+    in the same order and can never deadlock on each other. ``fields``: load only these (the rest
+    is deferred; the row lock is the same).
     """
     ids = sorted({uuid.UUID(str(pk)) for pk in lead_ids})
     if not ids:
         return {}
-    return {lead.id: lead for lead in Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    query = Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    if fields is not None:
+        query = query.only(*fields)
+    return {lead.id: lead for lead in query}
 
 
 def _profile_changed(lead_id) -> None:

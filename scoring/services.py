@@ -229,7 +229,9 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
         )
     if not lead_ids:
         return ProcessResult(0, 0, [])
-    leads = leads_lock(lead_ids=lead_ids)
+    leads = leads_lock(lead_ids=lead_ids, fields=SCORING_LEAD_FIELDS)
+    if not leads:
+        return ProcessResult(0, 0, [])
     # Re-read under the lead locks: only this transaction can process these leads' events now.
     # Plain rows, not model instances (an instance costs as much as the rest of an event's scoring).
     ruleset = _ruleset_for(leads.values())
@@ -288,6 +290,15 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
             _lead_apply_full(batch, leads[lead_id], history.get(lead_id, []), full[lead_id], reason="")
     batch.write()
     return ProcessResult(processed=batch.processed, skipped=batch.skipped, changes=batch.broadcasts)
+
+
+# What scoring reads of a lead (fit rules read the profile); not the timestamps it only writes
+# (a datetime column costs a converter call per row).
+SCORING_LEAD_FIELDS = (
+    "id", "email", "first_name", "last_name", "company", "job_title", "phone", "current_score", "max_score",
+    "last_processed_event_time", "last_processed_event_id", "rule_version", "fit_score", "grade", "decaying",
+    "fold_state",
+)
 
 
 class StaleRuleSet(RetryTransaction):
