@@ -261,6 +261,8 @@ class Condition:
     ignore_case: bool = False
     path: tuple = ()
     pattern: object = None  # a compiled `regex` pattern
+    # The common cases compiled to one closure over the looked-up value (None: the generic path).
+    fast: object = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, data: Mapping, *, fields: Sequence[str] | None = None) -> Condition:
@@ -313,7 +315,7 @@ class Condition:
             raise RuleError(f"value: {op} compares with a string, number or boolean")
         if op == "in" and not all(isinstance(item, scalar) for item in value):
             raise RuleError("value: in takes a list of strings, numbers or booleans")
-        return cls(name, op, value, ignore_case, path, pattern)
+        return cls(name, op, value, ignore_case, path, pattern, _fast_test(op, value, ignore_case))
 
     def as_dict(self) -> dict:
         data = {"field": self.field, "op": self.op, "value": self.value}
@@ -324,7 +326,7 @@ class Condition:
     def lookup(self, subject: Mapping):
         value = subject
         for part in self.path:
-            if isinstance(value, Mapping):
+            if isinstance(value, dict) or isinstance(value, Mapping):
                 value = value.get(part, _MISSING)
             elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):  # "²".isdigit(); int() refuses it
                 value = value[int(part)]
@@ -336,9 +338,11 @@ class Condition:
 
     def holds(self, subject: Mapping) -> bool:
         actual = self.lookup(subject)
-        op, expected, fold_case = self.op, self.value, self.ignore_case
         if actual is None:  # a JSON null is a missing field, for every operator
             actual = _MISSING
+        if self.fast is not None:
+            return self.fast(actual)
+        op, expected, fold_case = self.op, self.value, self.ignore_case
         if op == "exists":
             return (actual is not _MISSING) is expected
         if actual is _MISSING:
@@ -373,6 +377,38 @@ class Condition:
         if left is None or right is None:
             return False
         return left > right if op == "greater" else left < right
+
+
+def _fast_test(op: str, expected, fold_case: bool):
+    """A closure equal to ``Condition.holds``'s generic path for the frequent cases (string values
+    compared as they are, numbers): the hot path of conditional rules. None for the rest."""
+    if fold_case:
+        return None
+    missing = _MISSING
+    if op == "exists":
+        return lambda actual: (actual is not missing) is expected
+    if isinstance(expected, str):
+        if op == "equals":
+            return lambda actual: actual.__class__ is str and actual == expected
+        if op == "not_equals":
+            return lambda actual: not (actual.__class__ is str and actual == expected)
+        if op == "starts_with":
+            return lambda actual: actual.__class__ is str and actual.startswith(expected)
+        if op == "contains":
+            def contains(actual):
+                if actual.__class__ is str:
+                    return expected in actual
+                return isinstance(actual, list) and any(_same(item, expected, False) for item in actual)
+            return contains
+    if op == "in" and all(item.__class__ is str for item in expected):
+        choices = frozenset(expected)
+        return lambda actual: actual.__class__ is str and actual in choices
+    if op in ("greater", "less"):
+        right = _number(expected)
+        if op == "greater":
+            return lambda actual: actual is not missing and (left := _number(actual)) is not None and left > right
+        return lambda actual: actual is not missing and (left := _number(actual)) is not None and left < right
+    return None
 
 
 def conditions_parse(data, *, fields: Sequence[str] | None = None) -> tuple[Condition, ...]:
