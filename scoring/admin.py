@@ -25,7 +25,15 @@ from .preview import ruleset_preview
 from .rescoring import NothingToPublish, rescore_job_payload, ruleset_publish
 from .resources import ScoreChangeResource, ScoringRuleResource
 from . import engine
-from .rulesets import current_version_number, draft_changes, settings_draft, snapshot_diff, version_snapshot
+from .rulesets import (
+    FIT_RULE_FIELDS,
+    RULE_FIELDS,
+    current_version_number,
+    draft_changes,
+    settings_draft,
+    snapshot_diff,
+    version_snapshot,
+)
 from .services import fit_rule_save, rule_save, scoring_settings_save
 
 IMPORT_EXPORT_FORMATS = [CSV, JSON, XLSX]
@@ -86,8 +94,11 @@ def value_text(value) -> str:
 def change_rows(changes: list[dict]) -> list[dict]:
     """A diff (``rulesets.snapshot_diff``) as table rows: one per changed field, ``old -> new``."""
     rows = []
+    # In the rules' own field order: PostgreSQL's jsonb does not keep an object's key order.
+    rank = {name: index for index, name in enumerate(dict.fromkeys((*RULE_FIELDS, *FIT_RULE_FIELDS)))}
     for change in changes or []:
-        fields = change.get("fields") or {}
+        stored = change.get("fields") or {}
+        fields = {name: stored[name] for name in sorted(stored, key=lambda name: (rank.get(name, len(rank)), name))}
         if change.get("change") == "added":
             fields = {name: pair for name, pair in fields.items() if pair[1] not in (None, [], "")}
         elif change.get("change") == "removed":
