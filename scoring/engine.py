@@ -732,9 +732,13 @@ def evaluate(
     *,
     max_score: int,
     as_of: datetime | None,
+    detail: bool = True,
 ) -> Evaluation:
     """The definition: every event of a lead, in ``(timestamp, event_id)`` order, duplicates once,
-    matched under ``ruleset``, capped in event time, decayed at ``as_of`` and clamped per step."""
+    matched under ``ruleset``, capped in event time, decayed at ``as_of`` and clamped per step.
+
+    ``detail=False``: the same fold without the per-event results and the per-rule breakdown
+    (``events`` and ``breakdown`` empty) -- for callers that only need the score (the preview)."""
     ordered, seen = [], set()
     for event in sorted(events, key=lambda e: e.key):
         if event.key.event_id in seen:
@@ -742,29 +746,34 @@ def evaluate(
         seen.add(event.key.event_id)
         ordered.append(event)
     now = _epoch(as_of) if as_of is not None else None
+    decays = ruleset.decays
     caps = CapCounter()
     score = 0.0
     adjustment = 0.0
     out: list[EvaluatedEvent] = []
     breakdown: dict[str, RuleBreakdown] = {}
     decaying = False
+    ceiling = float(max_score)
     for event in ordered:
         contribs = contributions(ruleset, event, caps)
-        at = _epoch(event.key.timestamp)
+        at = _epoch(event.key.timestamp) if decays else 0.0
         delta = 0.0
         for contribution in contribs:
             rule = contribution.rule
-            item = breakdown.get(rule.key)
-            if item is None:
-                item = breakdown[rule.key] = RuleBreakdown(rule)
-            item.matched += 1
-            if contribution.capped:
-                item.capped += 1
+            if detail:
+                item = breakdown.get(rule.key)
+                if item is None:
+                    item = breakdown[rule.key] = RuleBreakdown(rule)
+                item.matched += 1
+                if contribution.capped:
+                    item.capped += 1
+                    continue
+                item.counted += 1
+                item.raw_points += contribution.points
+            elif contribution.capped:
                 continue
-            item.counted += 1
-            item.raw_points += contribution.points
             value = float(contribution.points)
-            if rule.decays and contribution.points:
+            if decays and rule.decays and contribution.points:
                 age = (now - at) if now is not None else 0.0
                 factor = rule.factor(age)
                 value *= factor
@@ -774,12 +783,14 @@ def evaluate(
                     if rule.half_life_days is not None
                     else age < rule.expire_after_days * DAY
                 )
-            item.effective += value
+            if detail:
+                item.effective += value
             delta += value
         unclamped = score + delta
-        score = min(float(max_score), max(0.0, unclamped))
+        score = ceiling if unclamped > ceiling else 0.0 if unclamped < 0.0 else unclamped
         adjustment += score - unclamped
-        out.append(EvaluatedEvent(event, contribs, sum(c.points for c in contribs), round_half_up(score)))
+        if detail:
+            out.append(EvaluatedEvent(event, contribs, sum(c.points for c in contribs), round_half_up(score)))
     return Evaluation(
         score=round_half_up(score),
         last_key=ordered[-1].key if ordered else None,

@@ -173,7 +173,7 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
         events = _events_by_lead(chunk, draft)
         for lead_id in chunk:
             new_score_of[lead_id] = engine.evaluate(
-                draft, events.get(lead_id, ()), max_score=max_scores[lead_id], as_of=now
+                draft, events.get(lead_id, ()), max_score=max_scores[lead_id], as_of=now, detail=False
             ).score
 
     stages = settings.TARGETGRID_STAGES

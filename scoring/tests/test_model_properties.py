@@ -523,3 +523,15 @@ def test_a_null_field_is_missing_for_every_operator_and_null_is_no_compare_value
                       {"field": "metadata.n", "op": "in", "value": [None, 1]}):
         with pytest.raises(engine.RuleError, match="value"):
             engine.conditions_parse([condition])
+
+
+@settings(max_examples=500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshot=snapshots(), events=streams(), max_score=MAX_SCORE, as_of=AS_OF)
+def test_the_score_only_fold_equals_the_detailed_one(snapshot, events, max_score, as_of):
+    # evaluate(detail=False) (the preview's) skips the per-event and per-rule records, nothing else
+    ruleset = compile_snapshot(2, snapshot)
+    full = engine.evaluate(ruleset, engine_events(events), max_score=max_score, as_of=as_of)
+    lean = engine.evaluate(ruleset, engine_events(events), max_score=max_score, as_of=as_of, detail=False)
+    assert (lean.score, lean.last_key, lean.decaying, lean.caps.as_dict(), lean.unrounded) == (
+        full.score, full.last_key, full.decaying, full.caps.as_dict(), full.unrounded)
+    assert lean.events == [] and lean.breakdown == {}
