@@ -199,6 +199,13 @@ class LeadTimeline:
 
 OPERATORS = ("equals", "not_equals", "contains", "starts_with", "regex", "in", "greater", "less", "exists")
 FIT_FIELDS = ("email", "email_domain", "free_mail", "first_name", "last_name", "company", "job_title", "phone")
+# The lead profile fields fit rules read (``email_domain`` and ``free_mail`` derive from ``email``).
+PROFILE_FIELDS = ("email", "first_name", "last_name", "company", "job_title", "phone")
+
+
+def profile_of(lead) -> dict:
+    """The fit rules' view of a lead (any object with the profile attributes)."""
+    return {name: getattr(lead, name) for name in PROFILE_FIELDS}
 MAX_REGEX_LENGTH = 500
 _MISSING = object()
 
@@ -564,7 +571,7 @@ def _key_order(key: str):
 def fit_subject(profile: Mapping) -> dict:
     email = str(profile.get("email") or "")
     domain = email.rpartition("@")[2].lower() if "@" in email else ""
-    subject = {name: profile.get(name) or "" for name in ("first_name", "last_name", "company", "job_title", "phone")}
+    subject = {name: profile.get(name) or "" for name in PROFILE_FIELDS if name != "email"}
     # An empty profile field counts as absent ("company exists" means a company is filled in).
     subject = {name: value for name, value in subject.items() if value != ""}
     subject.update(email=email, email_domain=domain, free_mail=domain in FREE_MAIL_DOMAINS)
@@ -582,6 +589,11 @@ class EngineEvent:
     event_type: str
     metadata: Mapping = field(default_factory=dict)
     source: str = ""
+
+    @classmethod
+    def of(cls, *, event_id: str, event_type: str, timestamp: datetime, metadata=None, source=None) -> EngineEvent:
+        """From a stored event's values (metadata that is not an object reads as empty)."""
+        return cls(EventKey(timestamp, event_id), event_type, metadata if isinstance(metadata, dict) else {}, source or "")
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,8 @@ from .rulesets import affected_event_types, current_version_number, ruleset_curr
 LEAD_CHUNK = 500
 SAMPLE_SEED = 20261129
 CHANGED_LEADS_SHOWN = 50
-PROFILE_FIELDS = ("email", "first_name", "last_name", "company", "job_title", "phone")
 _LEAD_COLUMNS = ("id", "current_score", "max_score", "fit_score", "grade", "rule_version", "decaying",
-                 "last_processed_event_time", *PROFILE_FIELDS)
+                 "last_processed_event_time", *engine.PROFILE_FIELDS)
 
 
 def stage_of(score: int, stages=None) -> str | None:
@@ -184,7 +183,7 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
     changed_leads: list[tuple] = []  # (-|delta|, lead, ...): the largest changes are listed
     for lead_id, score, _max, fit_score, grade, _version, _decaying, _last, *profile in rows:
         new_score = new_score_of.get(lead_id, score)
-        new_fit = draft.fit(dict(zip(PROFILE_FIELDS, profile)))[0]
+        new_fit = draft.fit(dict(zip(engine.PROFILE_FIELDS, profile)))[0]
         new_grade = draft.grade(fit_score=new_fit, score=new_score)
         current_scores[score] += 1
         new_scores[new_score] += 1

@@ -164,14 +164,12 @@ def lead_score_breakdown(*, lead) -> dict:
         "event_id", "event_type", "timestamp", "metadata", "source"
     )
     events = [
-        engine.EngineEvent(engine.EventKey(timestamp, event_id), event_type,
-                           metadata if isinstance(metadata, dict) else {}, source or "")
+        engine.EngineEvent.of(event_id=event_id, event_type=event_type, timestamp=timestamp, metadata=metadata,
+                              source=source)
         for event_id, event_type, timestamp, metadata, source in rows
     ]
     evaluation = engine.evaluate(ruleset, events, max_score=lead.max_score, as_of=lead.score_as_of)
-    fit, matched = ruleset.fit(
-        {name: getattr(lead, name) for name in ("email", "first_name", "last_name", "company", "job_title", "phone")}
-    )
+    fit, matched = ruleset.fit(engine.profile_of(lead))
     out = evaluation.explain()
     out.update(
         lead_id=str(lead.id),

@@ -321,8 +321,8 @@ def _any_decaying(ruleset: engine.RuleSet, events) -> bool:
 
 
 def _engine_event(event) -> engine.EngineEvent:
-    metadata = event.metadata if isinstance(event.metadata, dict) else {}
-    return engine.EngineEvent(_key(event.timestamp, event.event_id), event.event_type, metadata, event.source or "")
+    return engine.EngineEvent.of(event_id=event.event_id, event_type=event.event_type, timestamp=event.timestamp,
+                                 metadata=event.metadata, source=event.source)
 
 
 def _rules_record(contributions) -> list[dict]:
@@ -457,10 +457,6 @@ class _Batch:
         )
 
 
-def _lead_profile(lead) -> dict:
-    return {name: getattr(lead, name) for name in ("email", "first_name", "last_name", "company", "job_title", "phone")}
-
-
 def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) -> None:
     """In-order events (any rule set without decay) and late events (without caps) through the
     incremental timeline: the lead's stored state is the fold so far under the current version."""
@@ -525,7 +521,7 @@ def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) 
                 new.score_after = entry.score_after
     state = timeline.state
     if fresh:
-        fit, _ = ruleset.fit(_lead_profile(lead))
+        fit, _ = ruleset.fit(engine.profile_of(lead))
         batch.lead_done(lead, score=state.score, last_key=state.last_key, model_fields=True, fit_score=fit,
                         caps=caps.as_dict(), decaying=False)
     else:
@@ -553,7 +549,7 @@ def _lead_apply_full(batch: _Batch, lead, history: list, new_events: list, *, re
     add the new events one at a time in event-time order (one audit row each), and write every
     event whose points or checkpoint changed. Returns True if the score changed."""
     ruleset, now = batch.ruleset, batch.now
-    fit, _ = ruleset.fit(_lead_profile(lead))
+    fit, _ = ruleset.fit(engine.profile_of(lead))
     old = [_engine_event(e) for e in history]
     evaluation = engine.evaluate(ruleset, old, max_score=lead.max_score, as_of=now)
     displayed = lead.current_score
@@ -1076,7 +1072,7 @@ def leads_fit_refresh(*, lead_ids: Sequence) -> int:
         leads = leads_lock(lead_ids=lead_ids)
         ruleset = _ruleset_for(leads.values())
         for lead in leads.values():
-            fit, _ = ruleset.fit(_lead_profile(lead))
+            fit, _ = ruleset.fit(engine.profile_of(lead))
             grade = ruleset.grade(fit_score=fit, score=lead.current_score)
             fields = {"fit_score": fit, "grade": grade}
             if lead.last_processed_event_time is None:
