@@ -29,6 +29,11 @@ class Lead(models.Model):
     decaying = models.BooleanField(default=False, help_text="Holds a decaying contribution (refreshed periodically).")
     # Frequency-cap state at the end of the fold (engine.FoldState.caps), for in-order events.
     fold_state = models.JSONField(default=dict, blank=True)
+    # The stage the lead is in (scoring.Stage name; "" none yet), since when, and the version of
+    # the stage settings it was decided under (a background restage brings older ones up to date).
+    stage = models.CharField(max_length=64, blank=True, default="")
+    stage_entered_at = models.DateTimeField(null=True, blank=True)
+    stage_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,6 +45,9 @@ class Lead(models.Model):
             models.Index(fields=["rule_version", "id"], name="lead_rule_version_idx"),
             models.Index(fields=["decaying", "id"], name="lead_decaying_idx"),
             models.Index(fields=["created_at"], name="lead_created_idx"),
+            models.Index(fields=["stage", "-current_score", "id"], name="lead_stage_idx"),
+            models.Index(fields=["stage_entered_at"], name="lead_stage_entered_idx"),
+            models.Index(fields=["stage_version", "id"], name="lead_stage_version_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(max_score__gte=0), name="lead_max_score_gte_0"),

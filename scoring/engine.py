@@ -813,3 +813,59 @@ def evaluate(
         clamp_adjustment=adjustment,
         unrounded=score,
     )
+
+
+# --- Stages and score-crossing alerts (docs/stages-and-alerts.md) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage a lead is in while its score is at least ``min_score`` and its fit at least
+    ``min_fit`` (None: no condition on that measure)."""
+
+    name: str
+    min_score: int | None = None
+    min_fit: int | None = None
+
+    def holds(self, *, score: int, fit_score: int) -> bool:
+        return (self.min_score is None or score >= self.min_score) and (
+            self.min_fit is None or fit_score >= self.min_fit
+        )
+
+
+@dataclass(frozen=True)
+class StageSet:
+    """The operators' stages, coldest first, and the score thresholds whose crossing is an alert.
+
+    A lead is in the *last* (hottest) stage whose thresholds it meets, or in no stage ("") when it
+    meets none. ``version`` grows with every change of the stage settings."""
+
+    version: int = 0
+    stages: tuple[Stage, ...] = ()
+    score_thresholds: tuple[int, ...] = ()
+
+    def stage_of(self, *, score: int, fit_score: int) -> str:
+        for stage in reversed(self.stages):
+            if stage.holds(score=score, fit_score=fit_score):
+                return stage.name
+        return ""
+
+    def rank(self, name: str) -> int:
+        """Position of stage ``name`` (coldest 0); -1 for no stage or a stage that no longer exists."""
+        for index, stage in enumerate(self.stages):
+            if stage.name == name:
+                return index
+        return -1
+
+    def direction(self, before: str, after: str) -> str:
+        """``"up"`` when ``after`` is a hotter stage than ``before``, else ``"down"``."""
+        return "up" if self.rank(after) > self.rank(before) else "down"
+
+    def crossings(self, *, previous: int, new: int) -> list[tuple[int, str]]:
+        """The score thresholds crossed going from ``previous`` to ``new``: ``(threshold, "up")`` for
+        each ``t`` with ``previous < t <= new``, ``(threshold, "down")`` for ``new < t <= previous``."""
+        if new > previous:
+            return [(t, "up") for t in self.score_thresholds if previous < t <= new]
+        if new < previous:
+            return [(t, "down") for t in reversed(self.score_thresholds) if new < t <= previous]
+        return []

@@ -1,5 +1,6 @@
 import json
 import re
+import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -215,10 +216,19 @@ class RescoreStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class RescoreKind(models.TextChoices):
+    RESCORE = "rescore", "Rescore (rule-set version)"
+    RESTAGE = "restage", "Restage (stage settings version)"
+
+
 class RescoreJob(models.Model):
     """A background rescore of every lead to ``version``; ``cursor`` (the last lead pk done) and the
-    counters are committed with each batch, so a crashed job resumes where it stopped."""
+    counters are committed with each batch, so a crashed job resumes where it stopped.
 
+    ``kind`` restage: the same machinery re-deciding every lead's stage under stage-settings
+    ``version`` (no score changes)."""
+
+    kind = models.CharField(max_length=8, choices=RescoreKind.choices, default=RescoreKind.RESCORE)
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=RescoreStatus.choices, default=RescoreStatus.QUEUED)
     total = models.BigIntegerField(default=0)
@@ -277,3 +287,140 @@ class ScoreChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lead_id}: {self.previous_score} -> {self.new_score} ({self.reason})"
+
+
+STAGE_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+MAX_STAGES = 20
+MAX_SCORE_THRESHOLDS = 20
+
+
+class Stage(models.Model):
+    """An admin-managed lead stage (Cold, Warm, MQL, SQL …): a lead is in the hottest stage (highest
+    ``position``) whose thresholds it meets. Changing stages bumps ``StageSettings.version`` and
+    restages every lead in the background (scoring.stages)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    position = models.IntegerField(default=0, help_text="Order from coldest (lowest) to hottest.")
+    min_score = models.IntegerField(null=True, blank=True, help_text="Score at least this (empty: any score).")
+    min_fit = models.IntegerField(null=True, blank=True, help_text="Fit score at least this (empty: any fit).")
+    color = models.CharField(
+        max_length=16, default="grey",
+        choices=[(c, c.title()) for c in ("grey", "blue", "teal", "green", "amber", "orange", "red", "purple")],
+    )
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def clean(self) -> None:
+        errors = {}
+        if not STAGE_NAME_RE.match(self.name or ""):
+            errors["name"] = "1-64 characters, no control characters."
+        elif Stage.objects.filter(name__iexact=self.name.strip()).exclude(pk=self.pk).exists():
+            errors["name"] = "Another stage has this name (names compare without case)."
+        if self.min_score is not None and not -1_000_000_000 <= self.min_score <= 1_000_000_000:
+            errors["min_score"] = "Between -1,000,000,000 and 1,000,000,000."
+        if self.min_fit is not None and not 0 <= self.min_fit <= 100:
+            errors["min_fit"] = "Between 0 and 100 (the fit score's range)."
+        if not -1_000_000 <= (self.position or 0) <= 1_000_000:
+            errors["position"] = "Between -1,000,000 and 1,000,000."
+        if errors:
+            raise ValidationError(errors)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StageSettings(models.Model):
+    """One row (pk 1): the version of the stage settings and the score thresholds whose crossing is
+    an alert (``lead.score_crossed``)."""
+
+    version = models.PositiveIntegerField(default=1)
+    score_thresholds = models.JSONField(
+        default=list, blank=True, help_text="e.g. [50, 150]: a lead crossing one (up or down) is an alert."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "stage settings"
+
+    def clean(self) -> None:
+        values = self.score_thresholds
+        if not isinstance(values, list) or len(values) > MAX_SCORE_THRESHOLDS or any(
+            isinstance(v, bool) or not isinstance(v, int) or not -1_000_000_000 <= v <= 1_000_000_000 for v in values
+        ):
+            raise ValidationError(
+                {"score_thresholds": f"A list of at most {MAX_SCORE_THRESHOLDS} whole numbers, e.g. [50, 150]."}
+            )
+
+    def __str__(self) -> str:
+        return f"Stage settings (v{self.version})"
+
+
+class StageCause(models.TextChoices):
+    EVENT = "event", "Event"
+    RESCORE = "rescore", "Rule change (rescore)"
+    DECAY = "decay", "Decay"
+    FIT = "fit", "Profile (fit) change"
+    STAGES = "stages", "Stage settings change"
+    MAX_SCORE = "max_score", "Max score change"
+    MERGE = "merge", "Events re-attributed"
+
+
+class StageChange(models.Model):
+    """Append-only audit of a lead's stage: one row per actual change, with its cause."""
+
+    lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.CharField(max_length=64, blank=True, default="")
+    to_stage = models.CharField(max_length=64, blank=True, default="")
+    direction = models.CharField(max_length=4, choices=[("up", "Up"), ("down", "Down")])
+    score = models.IntegerField()
+    fit_score = models.IntegerField(default=0)
+    cause = models.CharField(max_length=16, choices=StageCause.choices)
+    # The event whose scoring moved the lead (cause event), kept as text too: events can be deleted.
+    event = models.ForeignKey("events.Event", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    event_ref = models.CharField(max_length=255, blank=True, default="")
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    stage_version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(help_text="When the lead entered to_stage.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["lead", "id"], name="stagechange_lead_idx"),
+            models.Index(fields=["created_at"], name="stagechange_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.from_stage or '-'} -> {self.to_stage or '-'} ({self.cause})"
+
+
+class AlertKind(models.TextChoices):
+    STAGE_CHANGED = "lead.stage_changed", "lead.stage_changed"
+    SCORE_CROSSED = "lead.score_crossed", "lead.score_crossed"
+    ENDPOINT_PAUSED = "endpoint.paused", "endpoint.paused (operator notice)"
+
+
+class AlertEvent(models.Model):
+    """A domain event, written in the transaction that made the change (so exactly once per actual
+    change) and fanned out after commit to webhooks, e-mail and pages (realtime.alerts). It is the
+    source of truth: ``dispatched`` stays False until the fan-out committed; a sweep finds the rest."""
+
+    uid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts")
+    stage = models.CharField(max_length=64, blank=True, default="", help_text="The stage entered (stage_changed).")
+    payload = models.JSONField(default=dict)
+    dispatched = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["dispatched", "id"], name="alertevent_pending_idx"),
+            models.Index(fields=["created_at"], name="alertevent_created_idx"),
+            models.Index(fields=["lead", "id"], name="alertevent_lead_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.uid}"

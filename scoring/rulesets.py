@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from . import engine
-from .models import FitRule, RuleSetVersion, ScoringRule, ScoringSettings
+from .models import FitRule, RuleSetVersion, ScoringRule, ScoringSettings, Stage, StageSettings
 
 RULE_FIELDS = (
     "name",
@@ -190,3 +190,28 @@ def draft_changes() -> list[dict]:
     """What publishing the draft now would record: its diff against the current version."""
     current = RuleSetVersion.objects.order_by("-number").first()
     return snapshot_diff(version_snapshot(current), draft_snapshot())
+
+
+# --- Stages (docs/stages-and-alerts.md) --------------------------------------------------------
+
+
+def stageset_current() -> engine.StageSet:
+    """The current stage settings, compiled: one primary-key query; the stages themselves are read
+    again only when the settings' version (bumped in the transaction of every stage change) or
+    their ``updated_at`` differs from what this process compiled."""
+    row = StageSettings.objects.filter(pk=1).values_list("version", "updated_at").first()
+    if row is None:
+        return engine.StageSet(version=0)
+    return _stageset_compiled(*row)
+
+
+@lru_cache(maxsize=8)
+def _stageset_compiled(version: int, updated_at) -> engine.StageSet:
+    stages = tuple(
+        engine.Stage(name=name, min_score=min_score, min_fit=min_fit)
+        for name, min_score, min_fit in Stage.objects.order_by("position", "id").values_list(
+            "name", "min_score", "min_fit"
+        )
+    )
+    thresholds = StageSettings.objects.filter(pk=1).values_list("score_thresholds", flat=True).first() or []
+    return engine.StageSet(version=version, stages=stages, score_thresholds=tuple(sorted(set(thresholds))))

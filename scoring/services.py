@@ -26,9 +26,9 @@ from leads.models import Lead
 from leads.services import leads_lock
 
 from . import engine, partitions
-from .models import FitRule, ScoreChange, ScoringRule
+from .models import AlertEvent, AlertKind, FitRule, ScoreChange, ScoringRule, StageCause, StageChange
 from .partitions import partition_of
-from .rulesets import ruleset_current, settings_draft
+from .rulesets import ruleset_current, settings_draft, stageset_current
 from .selectors import pending_oldest_by_partition
 from .wakeups import events_enqueue, events_send, partitions_wake
 
@@ -249,7 +249,7 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
         return ProcessResult(0, 0, [])
     policy = engine.LatePolicy(settings.TARGETGRID_LATE_EVENTS)
     now = timezone.now()
-    batch = _Batch(ruleset=ruleset, now=now)
+    batch = _Batch(ruleset=ruleset, stages=_stages_for(leads.values()), now=now)
 
     by_lead: dict[uuid.UUID, list[_PendingEvent]] = defaultdict(list)
     for event in events:
@@ -297,7 +297,7 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
 SCORING_LEAD_FIELDS = (
     "id", "email", "first_name", "last_name", "company", "job_title", "phone", "current_score", "max_score",
     "last_processed_event_time", "last_processed_event_id", "rule_version", "fit_score", "grade", "decaying",
-    "fold_state",
+    "fold_state", "stage", "stage_version",
 )
 
 
@@ -314,6 +314,101 @@ def _ruleset_for(leads) -> engine.RuleSet:
     if newest > ruleset.version:
         raise StaleRuleSet(f"a lead is under rules v{newest}, this snapshot shows v{ruleset.version}")
     return ruleset
+
+
+class StaleStages(RetryTransaction):
+    """A locked lead's stage was decided under newer stage settings than this transaction's
+    snapshot shows (a stage change and its restage committed between the snapshot and the lock)."""
+
+
+def _stages_for(leads) -> engine.StageSet:
+    """The current stage settings, read after the leads were locked (as ``_ruleset_for``)."""
+    stages = stageset_current()
+    newest = max((lead.stage_version for lead in leads), default=0)
+    if newest > stages.version:
+        raise StaleStages(f"a lead is staged under stage settings v{newest}, this snapshot shows v{stages.version}")
+    return stages
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+class _StageWrites:
+    """Stage decisions of one transaction: the leads' stage fields, the StageChange audit rows and
+    the domain events (AlertEvent), written in a few statements; the alerts are announced after
+    commit (``alerts.created``: realtime fans them out; the rows are the source of truth)."""
+
+    def __init__(self, *, stages: engine.StageSet, now, rule_version: int | None = None):
+        self.stages, self.now, self.rule_version = stages, now, rule_version
+        self.leads: list = []  # (pk, stage, stage_entered_at, stage_version)
+        self.versions: list = []  # (pk, stage_version)
+        self.changes: list[dict] = []
+        self.alerts: list[dict] = []
+
+    def decide(self, lead, *, previous_score: int, previous_fit: int, cause: str, event=None) -> None:
+        """Decide ``lead``'s stage from its (new) ``current_score`` and ``fit_score``. A lead never
+        staged before starts where its previous score put it (a new lead enters its first stage
+        silently); an actual change is audited and becomes ``lead.stage_changed``; each score
+        threshold crossed becomes ``lead.score_crossed``."""
+        stages, now = self.stages, self.now
+        score, fit = lead.current_score, lead.fit_score
+        before = lead.stage
+        if lead.stage_version == 0 and not before:
+            before = stages.stage_of(score=previous_score, fit_score=previous_fit)
+        after = stages.stage_of(score=score, fit_score=fit)
+        for threshold, direction in stages.crossings(previous=previous_score, new=score):
+            self._alert(lead, AlertKind.SCORE_CROSSED, stage=after, data={
+                "threshold": threshold, "direction": direction, "previous_score": previous_score,
+                "cause": cause, "event_id": event.event_id if event is not None else None,
+            })
+        if after == lead.stage and lead.stage_version == stages.version:
+            return
+        if before != after:
+            direction = stages.direction(before, after)
+            self.changes.append({
+                "lead_id": lead.id, "from_stage": before, "to_stage": after, "direction": direction,
+                "score": score, "fit_score": fit, "cause": cause,
+                "event_id": event.id if event is not None else None,
+                "event_ref": event.event_id if event is not None else "",
+                "rule_version": self.rule_version, "stage_version": stages.version, "created_at": now,
+            })
+            self._alert(lead, AlertKind.STAGE_CHANGED, stage=after, data={
+                "from_stage": before, "to_stage": after, "direction": direction, "previous_score": previous_score,
+                "cause": cause, "event_id": event.event_id if event is not None else None,
+            })
+        if after != lead.stage or lead.stage_version == 0:
+            lead.stage, lead.stage_entered_at = after, now
+            self.leads.append((lead.id, after, now, stages.version))
+        else:  # the same stage under newer settings: only the version (stage_entered_at is not loaded)
+            self.versions.append((lead.id, stages.version))
+        lead.stage_version = stages.version
+
+    def _alert(self, lead, kind: str, *, stage: str, data: dict) -> None:
+        uid = uuid.uuid4()
+        data = {
+            "lead": {
+                "id": str(lead.id), "email": lead.email, "name": lead.name, "company": lead.company,
+                "score": lead.current_score, "fit_score": lead.fit_score, "grade": lead.grade, "stage": stage,
+            },
+            **data,
+            "rule_version": self.rule_version,
+        }
+        self.alerts.append({
+            "uid": uid, "kind": kind, "lead_id": lead.id, "stage": stage, "dispatched": False, "created_at": self.now,
+            "payload": {"id": str(uid), "type": str(kind), "timestamp": _iso(self.now), "data": data},
+        })
+
+    def write(self) -> None:
+        rows_update(Lead, fields=["stage", "stage_entered_at", "stage_version"], rows=self.leads)
+        rows_update(Lead, fields=["stage_version"], rows=self.versions)
+        dicts_insert(StageChange, self.changes)
+        dicts_insert(AlertEvent, self.alerts)
+        if self.alerts:
+            transport.notify_on_commit("alerts.created", [alert["payload"] for alert in self.alerts])
+
+
+_CAUSE_OF_KIND = {ScoreChange.RESCORE: StageCause.RESCORE, ScoreChange.DECAY: StageCause.DECAY}
 
 
 def _any_decaying(ruleset: engine.RuleSet, events) -> bool:
@@ -349,8 +444,12 @@ def _contributions_text(contributions) -> str:
 class _Batch:
     """What one scoring transaction writes: collected per lead, written in a few statements."""
 
-    def __init__(self, *, ruleset: engine.RuleSet, now):
+    def __init__(self, *, ruleset: engine.RuleSet, stages: engine.StageSet, now, cause: str | None = None):
         self.ruleset, self.now = ruleset, now
+        self.stage_writes = _StageWrites(stages=stages, now=now, rule_version=ruleset.version)
+        # The cause of a stage change of this transaction (None: from the lead's last score change).
+        self.cause = cause
+        self._lead_cause: tuple[str, object] = (StageCause.EVENT, None)
         self.score_changes: list[dict] = []  # ScoreChange rows as {attname: value}
         self.event_updates: dict[uuid.UUID, _PendingEvent] = {}
         self.refold_updates: list = []  # (pk, score_after) of stored events re-folded incrementally
@@ -399,6 +498,7 @@ class _Batch:
                 "created_at": self.now,
             }
         )
+        self._lead_cause = (_CAUSE_OF_KIND.get(event_type, StageCause.EVENT), event)
         self.broadcasts.append(
             _change_frame(
                 lead, previous=previous, new=new, event_id=event.event_id if event is not None else None,
@@ -411,6 +511,7 @@ class _Batch:
         """Record the lead's new state; only what changed is written."""
         ruleset = self.ruleset
         before = (lead.current_score, _last_key(lead), lead.grade)
+        previous_fit = lead.fit_score
         lead.current_score = score
         lead.last_processed_event_time = last_key.timestamp if last_key else None
         lead.last_processed_event_id = last_key.event_id if last_key else ""
@@ -433,6 +534,10 @@ class _Batch:
             self.model_leads.append(lead)
         elif before != (lead.current_score, _last_key(lead), lead.grade):
             self.score_leads.append(lead)
+        cause, event = self._lead_cause
+        self._lead_cause = (StageCause.EVENT, None)
+        self.stage_writes.decide(lead, previous_score=before[0], previous_fit=previous_fit,
+                                 cause=self.cause or cause, event=event)
 
     def write(self) -> None:
         now = self.now
@@ -455,6 +560,7 @@ class _Batch:
             rows=[(lead.id, *(getattr(lead, name) for name in model_fields)) for lead in self.model_leads],
             constants={"updated_at": now, "score_as_of": now},
         )
+        self.stage_writes.write()
 
 
 def _lead_apply_incremental(batch: _Batch, lead, new_events, tail_data, policy) -> None:
@@ -938,7 +1044,8 @@ def _rescore_locked(lead_ids, *, actor: str, only_outdated: bool, kind: str = Sc
     if not leads:
         return 0, []
     ruleset = _ruleset_for(leads.values())
-    batch = _Batch(ruleset=ruleset, now=timezone.now())
+    batch = _Batch(ruleset=ruleset, stages=_stages_for(leads.values()), now=timezone.now(),
+                   cause=_CAUSE_OF_KIND.get(kind) if kind else None)
     if only_outdated:
         leads = {pk: lead for pk, lead in leads.items() if lead.rule_version != ruleset.version}
     history = _events_history(leads.keys())
@@ -980,14 +1087,14 @@ def leads_decay_refresh(*, batch_size: int = 500, max_seconds: float = 60.0) -> 
     return changed
 
 
-def _lead_refold(lead: Lead, *, now, reason: str) -> dict | None:
+def _lead_refold(lead: Lead, *, now, reason: str, cause: str) -> dict | None:
     """Re-evaluate a locked lead from its processed events under the current version (after its
     events or its cap changed). When the audit log no longer sums to the new score (audit rows moved
     with re-attributed events), one ScoreChange carries the difference. Returns the broadcast
     payload when the score changed."""
     audit_total = ScoreChange.objects.filter(lead_id=lead.id).aggregate(total=models.Sum("delta"))["total"] or 0
     displayed = lead.current_score
-    batch = _Batch(ruleset=_ruleset_for([lead]), now=now)
+    batch = _Batch(ruleset=_ruleset_for([lead]), stages=_stages_for([lead]), now=now, cause=cause)
     _lead_apply_full(batch, lead, _events_history([lead.id]).get(lead.id, []), [], reason=reason,
                      kind=ScoreChange.RESCORE, previous=audit_total)
     batch.write()
@@ -1023,7 +1130,8 @@ def lead_events_reattribute(*, from_lead_id, to_lead_id) -> int:
         changes = [
             change
             for change in (
-                _lead_refold(lead, now=now, reason=reason if lead is target else f"events moved to {target.email}")
+                _lead_refold(lead, now=now, reason=reason if lead is target else f"events moved to {target.email}",
+                             cause=StageCause.MERGE)
                 for lead in sorted((source, target), key=lambda lead: lead.id)
             )
             if change is not None
@@ -1055,7 +1163,7 @@ def lead_max_score_set(*, lead_id, max_score: int, actor: str = "") -> bool:
         lead.max_score = max_score
         Lead.objects.filter(pk=lead.id).update(max_score=max_score, updated_at=now)
         reason = f"max score {previous} -> {max_score}" + (f" by {actor}" if actor else "") + "; re-folded"
-        change = _lead_refold(lead, now=now, reason=reason)
+        change = _lead_refold(lead, now=now, reason=reason, cause=StageCause.MAX_SCORE)
         if change is not None:
             transport.notify_on_commit("score.changes", [change])
     logger.info("lead %s: max score %d -> %d", lead.id, previous, max_score)
@@ -1064,13 +1172,15 @@ def lead_max_score_set(*, lead_id, max_score: int, actor: str = "") -> bool:
 
 def leads_fit_refresh(*, lead_ids: Sequence) -> int:
     """Recompute the fit score and grade of the given leads under the current version, under their
-    locks (a drain writing the grade meanwhile waits, then reads the new fit). A lead with no scored
-    event yet is marked as scored under the current version (its score, 0, is the same under any).
-    Returns how many leads changed."""
+    locks (a drain writing the grade meanwhile waits, then reads the new fit), and their stage (a
+    stage may have a fit threshold). A lead with no scored event yet is marked as scored under the
+    current version (its score, 0, is the same under any). Returns how many leads changed."""
     changed = 0
     with transaction.atomic():
-        leads = leads_lock(lead_ids=lead_ids)
+        leads = leads_lock(lead_ids=lead_ids, fields=SCORING_LEAD_FIELDS)
         ruleset = _ruleset_for(leads.values())
+        stage_writes = _StageWrites(stages=_stages_for(leads.values()), now=timezone.now(),
+                                    rule_version=ruleset.version)
         for lead in leads.values():
             fit, _ = ruleset.fit(engine.profile_of(lead))
             grade = ruleset.grade(fit_score=fit, score=lead.current_score)
@@ -1080,7 +1190,32 @@ def leads_fit_refresh(*, lead_ids: Sequence) -> int:
             if any(getattr(lead, name) != value for name, value in fields.items()):
                 Lead.objects.filter(pk=lead.pk).update(**fields)
                 changed += 1
+            previous_fit = lead.fit_score
+            for name, value in fields.items():
+                setattr(lead, name, value)
+            stage_writes.decide(lead, previous_score=lead.current_score, previous_fit=previous_fit,
+                                cause=StageCause.FIT)
+        stage_writes.write()
     return changed
+
+
+def leads_restage(*, lead_ids: Sequence, only_outdated: bool = True) -> int:
+    """Decide the stage of the given leads again under the current stage settings, under their locks
+    (the background restage after a stage change: cause ``stages``). ``only_outdated``: skip leads
+    already decided under the current settings (a drain may have staged them first). Returns how
+    many leads changed stage."""
+    with transaction.atomic():
+        leads = leads_lock(lead_ids=lead_ids, fields=SCORING_LEAD_FIELDS)
+        stages = _stages_for(leads.values())
+        stage_writes = _StageWrites(stages=stages, now=timezone.now(), rule_version=None)
+        for lead_id in sorted(leads):
+            lead = leads[lead_id]
+            if only_outdated and lead.stage_version == stages.version:
+                continue
+            stage_writes.decide(lead, previous_score=lead.current_score, previous_fit=lead.fit_score,
+                                cause=StageCause.STAGES)
+        stage_writes.write()
+    return len(stage_writes.changes)
 
 
 def leads_fit_refresh_notified(lead_ids) -> None:
