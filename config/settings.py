@@ -284,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
     "resume-stalled-imports": {"task": "events.imports_resume_stalled", "schedule": 60.0},
     "resume-stalled-rescores": {"task": "scoring.rescore_resume", "schedule": 30.0},
     "decay-refresh": {"task": "scoring.decay_refresh", "schedule": float(TARGETGRID_DECAY_REFRESH_SECONDS)},
+    "alerts-sweep": {"task": "realtime.alerts_sweep", "schedule": float(TARGETGRID_SWEEP_SECONDS)},
 }
 # The embedded worker (config/embedded.py) is its own beat; at start-up it runs each entry above
 # once with these kwargs, taking over at once whatever a previous server process left pending.
@@ -329,6 +330,14 @@ TARGETGRID_READY_MAX_PENDING_SECONDS = env_int("TARGETGRID_READY_MAX_PENDING_SEC
 TARGETGRID_LEADERBOARD_SIZE = env_int("TARGETGRID_LEADERBOARD_SIZE", 10)
 # At most one leaderboard.updated per this many seconds (plus a trailing one); 0 = every batch.
 TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
+
+
+# --- Stages and alerts (docs/stages-and-alerts.md) ----------------------------------------------
+
+# Outbound webhooks (realtime/outbound.py)
+
+
+# E-mail alerts (realtime/mail.py)
 
 
 def parse_stages(value: str) -> list[tuple[str, int]]:

@@ -9,8 +9,9 @@ class RealtimeConfig(AppConfig):
         # subscribes here, so neither of them imports realtime.
         from config import transport
 
-        from . import broadcast
+        from . import alerts, broadcast
 
         transport.listen("score.changes", broadcast.on_score_changes)
         transport.listen("import.progress", broadcast.on_import_progress)
         transport.listen("rescore.progress", broadcast.on_rescore_progress)
+        transport.listen("alerts.created", alerts.on_alerts_created)

@@ -194,3 +194,7 @@ def broadcast_rescore_progress(payload: dict) -> None:
 
 def on_rescore_progress(payload: dict) -> None:
     broadcast_rescore_progress(payload)
+
+
+def broadcast_alerts(payloads: list[dict]) -> None:
+    """Toasts: the alerts of one transaction to every open page (group ``alerts``). TO BE BUILT (helper D)."""

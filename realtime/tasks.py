@@ -4,6 +4,7 @@ from django.db import OperationalError
 
 from config.transport import task
 
+from . import alerts
 from .broadcast import broadcast_leaderboard
 
 
@@ -14,3 +15,14 @@ from .broadcast import broadcast_leaderboard
 def leaderboard_flush() -> None:
     """The trailing leaderboard update of a coalesced burst (realtime.broadcast)."""
     broadcast_leaderboard()
+
+
+@task("realtime.alerts_dispatch", reliable=True)
+def alerts_dispatch() -> None:
+    """Fan out undispatched domain events (realtime.alerts); idempotent."""
+    alerts.alerts_dispatch()
+
+
+@task("realtime.alerts_sweep", reliable=True)
+def alerts_sweep() -> None:
+    alerts.alerts_sweep()
