@@ -340,24 +340,8 @@ TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
 # E-mail alerts (realtime/mail.py)
 
 
-def parse_stages(value: str) -> list[tuple[str, int]]:
-    """``"MQL:100,SQL:300,HOT:600"`` -> ``[("MQL", 100), ("SQL", 300), ("HOT", 600)]`` (ascending)."""
-    stages = []
-    for item in (part.strip() for part in value.split(",")):
-        name, sep, threshold = item.partition(":")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            stages.append((name.strip(), int(threshold)))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"TARGETGRID_STAGES must look like 'MQL:100,SQL:300,HOT:600', got {value!r}"
-            ) from None
-    return sorted(stages, key=lambda stage: stage[1])
-
-
-# Lead stages by score threshold (the dashboard counts leads at or over each; pages label leads).
-TARGETGRID_STAGES = parse_stages(env("TARGETGRID_STAGES", "MQL:100,SQL:300,HOT:600"))
+# The lead stages are admin-managed rows (scoring.Stage, scoring.StageSettings; /admin/scoring/stage/,
+# /api/stages). The old TARGETGRID_STAGES variable is read once, by migration scoring/0009, to seed them.
 
 # --- API ------------------------------------------------------------------------------------
 

@@ -5,12 +5,18 @@ from rest_framework.views import APIView
 
 from config.errors import error_response
 from config.pagination import paginate
-from scoring.selectors import lead_score_breakdown, score_history
+from scoring.selectors import lead_score_breakdown, score_history, stage_changes
 from scoring.serializers import ScoreChangeOutputSerializer
 
 from .models import Lead
 from .selectors import lead_get, leaderboard_top, lead_list
-from .serializers import LeaderboardQuerySerializer, LeadCreateSerializer, LeadListQuerySerializer, LeadOutputSerializer
+from .serializers import (
+    LeaderboardQuerySerializer,
+    LeadCreateSerializer,
+    LeadListQuerySerializer,
+    LeadOutputSerializer,
+    StageChangeOutputSerializer,
+)
 from .services import LeadAlreadyExists, lead_create
 
 
@@ -20,7 +26,9 @@ class LeadListCreateApi(APIView):
     def get(self, request):
         query = LeadListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return paginate(request, self, lead_list(**query.validated_data), LeadOutputSerializer)
+        filters = dict(query.validated_data)
+        filters["stages"] = filters.pop("stage", [])
+        return paginate(request, self, lead_list(**filters), LeadOutputSerializer)
 
     def post(self, request):
         data = LeadCreateSerializer(data=request.data)
@@ -38,9 +46,29 @@ class LeadListCreateApi(APIView):
         return Response(LeadOutputSerializer(lead_get(lead_id=lead.pk) or lead).data, status=status.HTTP_201_CREATED)
 
 
+STAGE_CHANGES_IN_DETAIL = 5
+
+
 class LeadDetailApi(APIView):
+    """The lead, with its latest stage changes (``stage_changes``, newest first; all of them at
+    ``/api/leads/{id}/stage-changes``)."""
+
     def get(self, request, lead_id):
-        return Response(LeadOutputSerializer(get_object_or_404(Lead, pk=lead_id)).data)
+        lead = get_object_or_404(Lead, pk=lead_id)
+        recent = stage_changes(lead_id=lead.pk)[:STAGE_CHANGES_IN_DETAIL]
+        return Response({
+            **LeadOutputSerializer(lead).data,
+            "stage_changes": StageChangeOutputSerializer(recent, many=True).data,
+        })
+
+
+class LeadStageChangesApi(APIView):
+    """The lead's stage-change audit, newest first (paginated): each change with its cause (event,
+    rescore, decay, fit, stages, max_score, merge) and, for an event, its id."""
+
+    def get(self, request, lead_id):
+        get_object_or_404(Lead.objects.only("id"), pk=lead_id)
+        return paginate(request, self, stage_changes(lead_id=lead_id), StageChangeOutputSerializer)
 
 
 class LeaderboardApi(APIView):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from scoring.rulesets import current_version_number, ruleset_of
-from scoring.selectors import lead_score_breakdown
+from scoring.selectors import lead_score_breakdown, stage_list
 
 from .models import Lead
 
@@ -27,11 +27,14 @@ LEAD_ORDERINGS = {
     "-fit_score",
     "grade",
     "-grade",
+    "stage_entered_at",
+    "-stage_entered_at",
 }
 # The columns LeadOutputSerializer shows (lists read only these).
 LEAD_OUTPUT_COLUMNS = (
     "id", "email", "first_name", "last_name", "company", "phone", "job_title", "current_score", "fit_score",
     "grade", "max_score", "score_as_of", "rule_version", "last_processed_event_time", "created_at", "updated_at",
+    "stage", "stage_entered_at",
 )
 
 GRADE_LETTERS = ("A", "B", "C", "D")
@@ -64,12 +67,16 @@ def lead_list(
     grade: str = "",
     min_fit: int | None = None,
     max_fit: int | None = None,
+    stages: list[str] | tuple[str, ...] = (),
     ordering: str = "-current_score",
 ) -> QuerySet[Lead]:
     """Leads matching the filters. ``grade``: an exact grade (``"B2"``), a fit letter (``"B"``: B1-B4)
     or an engagement digit (``"1"``: A1-D1); anything else is ignored. ``min_fit``/``max_fit`` bound
-    the fit score."""
+    the fit score. ``stages``: leads in any of these stages (exact names, ``lead_stage_idx``; callers
+    check them against the stage list, ``stage_names_resolve``)."""
     leads = Lead.objects.all()
+    if stages:
+        leads = leads.filter(stage__in=sorted(set(stages)))
     search = search.strip()
     if search:
         leads = leads.filter(
@@ -107,20 +114,36 @@ def leaderboard_top(*, limit: int = 10) -> list[Lead]:
 
 
 def lead_kpis() -> dict:
-    """Lead count, average score and the count at or over each stage threshold: one scan, one query."""
-    stages = settings.TARGETGRID_STAGES
-    aggregates = {"total": Count("pk"), "average": Avg("current_score")}
-    for index, (_, threshold) in enumerate(stages):
-        aggregates[f"stage_{index}"] = Count("pk", filter=Q(current_score__gte=threshold))
-    row = Lead.objects.aggregate(**aggregates)
+    """Lead count, average score and the count per stored stage (the operators' stages, coldest
+    first; leads in no stage or a stage that no longer exists last): one GROUP BY on
+    ``lead_stage_idx``, plus the stage list."""
+    rows = {stage: (count, total) for stage, count, total in
+            Lead.objects.order_by().values("stage").annotate(n=Count("pk"), s=Sum("current_score"))
+            .values_list("stage", "n", "s")}
+    count = sum(n for n, _ in rows.values())
+    score_sum = sum(total or 0 for _, total in rows.values())
+    stages = [
+        {"name": stage.name, "threshold": stage.min_score, "min_score": stage.min_score, "min_fit": stage.min_fit,
+         "color": stage.color, "count": rows.pop(stage.name, (0, 0))[0]}
+        for stage in stage_list()
+    ]
+    other = sum(n for n, _ in rows.values())
     return {
-        "total": row["total"],
-        "average": round(row["average"] or 0, 1),
-        "stages": [
-            {"name": name, "threshold": threshold, "count": row[f"stage_{index}"]}
-            for index, (name, threshold) in enumerate(stages)
-        ],
+        "total": count,
+        "average": round(score_sum / count, 1) if count else 0,
+        "stages": stages,
+        "unstaged": other,  # no stage yet, or a stage removed and not restaged yet
     }
+
+
+def stage_names_resolve(names) -> tuple[list[str], list[str]]:
+    """``(known, unknown)``: the requested stage names that are current stages (compared exactly,
+    in Python: a case- or accent-insensitive database collation must not widen the filter)."""
+    current = set(stage_list().values_list("name", flat=True))
+    known, unknown = [], []
+    for name in names:
+        (known if name in current else unknown).append(name)
+    return known, unknown
 
 
 def _nice_width(raw: float) -> int:
@@ -159,7 +182,7 @@ def lead_page_list(**filters):
     """The Leads page's rows (``lead_list`` filters): only the columns it shows."""
     return lead_list(**filters).only(
         "id", "email", "first_name", "last_name", "company", "current_score", "max_score", "fit_score", "grade",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "stage", "stage_entered_at",
     )
 
 
@@ -181,6 +204,8 @@ LEAD_EXPORT_COLUMNS = [
     "fit_score",
     "grade",
     "max_score",
+    "stage",
+    "stage_entered_at",
     "created_at",
     "updated_at",
 ]

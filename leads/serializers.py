@@ -5,7 +5,9 @@ from rest_framework import serializers
 from events.validation import text_problem
 
 from .models import Lead
-from .selectors import LEAD_ORDERINGS
+from scoring.selectors import stage_list
+
+from .selectors import LEAD_ORDERINGS, stage_names_resolve
 
 GRADE_FILTER_RE = re.compile(r"^(?:[A-D][1-4]?|[1-4])$")
 
@@ -62,6 +64,8 @@ class LeadOutputSerializer(serializers.ModelSerializer):
             "score_as_of",
             "rule_version",
             "last_processed_event_time",
+            "stage",
+            "stage_entered_at",
             "created_at",
             "updated_at",
         ]
@@ -77,11 +81,37 @@ class LeadListQuerySerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=2,
         help_text="A grade (A1), a fit letter (A: any A grade) or an engagement digit (1: A1, B1, C1, D1).",
     )
+    stage = serializers.ListField(
+        child=serializers.CharField(max_length=64, allow_blank=False), required=False, default=list, max_length=20,
+        help_text="Leads in any of these stages (exact names; repeat the parameter or separate by commas).",
+    )
     ordering = serializers.ChoiceField(
         required=False,
         default="-current_score",
         choices=sorted(LEAD_ORDERINGS),
     )
+
+    def to_internal_value(self, data):
+        # ?stage=MQL&stage=SQL and ?stage=MQL,SQL: one list (QueryDict.getlist; a plain dict in tests)
+        if hasattr(data, "getlist"):
+            raw = data.getlist("stage")
+            data = {key: data.get(key) for key in data}
+            if raw:
+                data["stage"] = [name.strip() for value in raw for name in value.split(",") if name.strip()]
+                if not data["stage"]:
+                    data["stage"] = [""]  # ?stage= : refused by the field (blank), not ignored
+        return super().to_internal_value(data)
+
+    def validate_stage(self, value: list[str]) -> list[str]:
+        if not value:
+            return []
+        known, unknown = stage_names_resolve(value)
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown stage {', '.join(repr(name) for name in unknown)} (stages: "
+                f"{', '.join(stage_list().values_list('name', flat=True)) or 'none'})"
+            )
+        return known
 
     def validate_grade(self, value: str) -> str:
         value = value.strip().upper()
@@ -99,3 +129,19 @@ class LeadListQuerySerializer(serializers.Serializer):
 
 class LeaderboardQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, default=10, min_value=1, max_value=100)
+
+
+class StageChangeOutputSerializer(serializers.Serializer):
+    """One row of a lead's stage-change audit (scoring.StageChange)."""
+
+    id = serializers.IntegerField()
+    from_stage = serializers.CharField()
+    to_stage = serializers.CharField()
+    direction = serializers.CharField()
+    score = serializers.IntegerField()
+    fit_score = serializers.IntegerField()
+    cause = serializers.CharField()
+    event_id = serializers.CharField(source="event_ref")
+    rule_version = serializers.IntegerField(allow_null=True)
+    stage_version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()

@@ -11,4 +11,6 @@ urlpatterns = [
     path("leads/<uuid:lead_id>/score-history/", apis.LeadScoreHistoryApi.as_view()),
     path("leads/<uuid:lead_id>/score-breakdown", apis.LeadScoreBreakdownApi.as_view(), name="api-lead-breakdown"),
     path("leads/<uuid:lead_id>/score-breakdown/", apis.LeadScoreBreakdownApi.as_view()),
+    path("leads/<uuid:lead_id>/stage-changes", apis.LeadStageChangesApi.as_view(), name="api-lead-stage-changes"),
+    path("leads/<uuid:lead_id>/stage-changes/", apis.LeadStageChangesApi.as_view()),
 ]

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from config.pages import permission_required, staff_required
 from events.selectors import event_kpis, events_for_lead, events_per_hour, lead_score_timeline
-from scoring.selectors import score_changes_latest, score_history
+from scoring.selectors import score_changes_latest, score_history, stage_changes, stage_list, stage_palette
 
 from .forms import LeadCreateForm, LeadFilterForm
 from .models import Lead
@@ -76,6 +76,7 @@ SORTABLE_COLUMNS = [
     ("fit_score", "Fit"),
     ("created_at", "Created"),
 ]
+# (the Stage column sorts by when the lead entered its stage: ?o=-stage_entered_at)
 # Best first on the first click: highest score/fit, newest date, grade A1 before D4.
 _DESCENDING_FIRST = {"current_score", "fit_score", "created_at"}
 
@@ -99,7 +100,8 @@ def _sort_headers(ordering: str) -> list[dict]:
 
 @staff_required
 def lead_list_page(request):
-    form = LeadFilterForm(request.GET)
+    palette = stage_palette()  # the stage menu and the badges (one query)
+    form = LeadFilterForm(request.GET, stages=palette)
     filters = form.filters()
     page = Paginator(lead_page_list(**filters), LEADS_PER_PAGE).get_page(request.GET.get("page"))
     filtered = form.is_filtered(filters)
@@ -112,6 +114,7 @@ def lead_list_page(request):
         "ordering": filters["ordering"],
         "can_add": request.user.has_perm("leads.add_lead"),
         "export_query": request.GET.urlencode(),
+        "stage_palette": palette,
     }
     if request.headers.get("HX-Request"):
         return render(request, "leads/_lead_table.html", context)
@@ -178,6 +181,7 @@ def lead_detail(request, lead_id):
     events = Paginator(events_for_lead(lead_id=lead.id), DETAIL_ROWS_PER_PAGE).get_page(request.GET.get("events_page"))
     history = Paginator(score_history(lead_id=lead.id), DETAIL_ROWS_PER_PAGE).get_page(request.GET.get("history_page"))
     timeline = lead_score_timeline(lead_id=lead.id)
+    changes = Paginator(stage_changes(lead_id=lead.id), DETAIL_ROWS_PER_PAGE).get_page(request.GET.get("stages_page"))
     context = {
         "nav": "leads",
         "lead": lead,
@@ -185,7 +189,8 @@ def lead_detail(request, lead_id):
         "events": events,
         "history": history,
         "timeline": [{"x": _iso(point["x"]), "y": point["y"]} for point in timeline],
-        "stages": settings.TARGETGRID_STAGES,
+        "stages": list(stage_list()),
+        "stage_changes": changes,
     }
     return render(request, "leads/lead_detail.html", context)
 

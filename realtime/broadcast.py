@@ -50,6 +50,7 @@ def leaderboard_payload(limit: int | None = None) -> dict:
                 "max_score": lead.max_score,
                 "fit_score": lead.fit_score,
                 "grade": lead.grade,
+                "stage": lead.stage,
             }
             for rank, lead in enumerate(leaders, start=1)
         ],

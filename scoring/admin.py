@@ -10,6 +10,8 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -20,7 +22,20 @@ from django.utils.timezone import localtime
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
-from .models import FitRule, RescoreJob, RuleSetVersion, ScoreChange, ScoringRule, ScoringSettings
+from leads.models import Lead
+
+from .models import (
+    FitRule,
+    RescoreJob,
+    RescoreKind,
+    RuleSetVersion,
+    ScoreChange,
+    ScoringRule,
+    ScoringSettings,
+    Stage,
+    StageChange,
+    StageSettings,
+)
 from .preview import ruleset_preview
 from .rescoring import NothingToPublish, rescore_job_payload, ruleset_publish
 from .resources import ScoreChangeResource, ScoringRuleResource
@@ -35,6 +50,7 @@ from .rulesets import (
     version_snapshot,
 )
 from .services import fit_rule_save, rule_save, scoring_settings_save
+from .stages import name_taken, stage_delete, stage_save, stage_settings_save
 
 IMPORT_EXPORT_FORMATS = [CSV, JSON, XLSX]
 PUBLISH_PERMISSION = "scoring.add_rulesetversion"
@@ -371,7 +387,8 @@ class RuleSetVersionAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Nothing to publish: {exc}.", messages.WARNING)
                 return HttpResponseRedirect(request.path)
             self.message_user(request, f"Published rules v{version.number}; rescoring the leads.", messages.SUCCESS)
-            job = RescoreJob.objects.filter(version=version.number, lead_id__isnull=True).order_by("-pk").first()
+            job = (RescoreJob.objects.filter(kind=RescoreKind.RESCORE, version=version.number, lead_id__isnull=True)
+                   .order_by("-pk").first())
             if job is None:
                 return HttpResponseRedirect(reverse("admin:scoring_rulesetversion_change", args=[version.pk]))
             return HttpResponseRedirect(reverse("admin:scoring_rescorejob_change", args=[job.pk]))
@@ -403,13 +420,15 @@ def _when(value) -> str | None:
 
 @admin.register(RescoreJob)
 class RescoreJobAdmin(ReadOnlyAdmin):
-    list_display = ["id", "version_label", "status", "progress", "changed", "created_by", "created_at", "started_at", "finished_at"]
-    list_filter = ["status"]
+    list_display = ["id", "kind", "version_label", "status", "progress", "changed", "created_by", "created_at", "started_at",
+                    "finished_at"]
+    list_filter = ["kind", "status"]
     list_display_links = ["id", "version_label"]
 
     @admin.display(description="version", ordering="version")
     def version_label(self, obj):
-        return f"v{obj.version}" + (f" (lead {obj.lead_id})" if obj.lead_id else "")
+        prefix = "stages v" if obj.kind == RescoreKind.RESTAGE else "v"
+        return f"{prefix}{obj.version}" + (f" (lead {obj.lead_id})" if obj.lead_id else "")
 
     @admin.display(description="progress")
     def progress(self, obj):
@@ -443,11 +462,12 @@ class RescoreJobAdmin(ReadOnlyAdmin):
         job = get_object_or_404(RescoreJob, pk=object_id)
         if not self.has_view_permission(request, job):
             raise PermissionDenied
-        version = RuleSetVersion.objects.filter(number=job.version).first()
+        restage = job.kind == RescoreKind.RESTAGE
+        version = None if restage else RuleSetVersion.objects.filter(number=job.version).first()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Rescore to rules v{job.version}",
+            "title": f"Restage to stage settings v{job.version}" if restage else f"Rescore to rules v{job.version}",
             "job": job,
             "payload": rescore_job_payload(job),
             "version": version,
@@ -473,3 +493,129 @@ class ScoreChangeAdmin(ExportMixin, ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
+
+
+# --- Stages (docs/stages-and-alerts.md) -----------------------------------------------------------
+
+
+def restage_message(request, admin_view, changed) -> None:
+    """"Restaging N leads in the background", linking to the job's progress page."""
+    if changed.job is None:
+        return
+    url = reverse("admin:scoring_rescorejob_change", args=[changed.job.pk])
+    admin_view.message_user(request, format_html(
+        'Stage settings v{}: restaging {} lead{} in the background (<a href="{}">progress</a>).',
+        changed.version, changed.outdated, "" if changed.outdated == 1 else "s", url,
+    ), messages.INFO)
+
+
+class StageForm(forms.ModelForm):
+    class Meta:
+        model = Stage
+        fields = ["name", "position", "min_score", "min_fit", "color", "description"]
+
+    def clean_name(self):
+        name = (self.cleaned_data.get("name") or "").strip()
+        probe = Stage(pk=self.instance.pk, name=name)
+        if name_taken(probe):
+            raise forms.ValidationError("Another stage has this name (names compare without case or accents).")
+        return name
+
+
+@admin.register(Stage)
+class StageAdmin(admin.ModelAdmin):
+    """The lead stages, coldest first: a lead is in the hottest stage whose thresholds it meets.
+    Every save bumps the stage settings and restages the leads in the background."""
+
+    form = StageForm
+    list_display = ["name", "position", "min_score", "min_fit", "colour", "lead_count"]
+    list_display_links = ["name"]
+    ordering = ["position", "id"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        counts = (Lead.objects.filter(stage=OuterRef("name")).order_by().values("stage")
+                  .annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(
+            leads_in_stage=Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+        )
+
+    @admin.display(description="colour", ordering="color")
+    def colour(self, obj):
+        return obj.get_color_display()
+
+    @admin.display(description="leads", ordering="leads_in_stage")
+    def lead_count(self, obj):
+        return getattr(obj, "leads_in_stage", None)
+
+    def save_model(self, request, obj, form, change):
+        _stage, changed = stage_save(stage=obj, actor=request.user.get_username())
+        restage_message(request, self, changed)
+
+    def delete_model(self, request, obj):
+        restage_message(request, self, stage_delete(stage=obj, actor=request.user.get_username()))
+
+    def delete_queryset(self, request, queryset):
+        changed = None
+        for stage in queryset.order_by("pk"):
+            changed = stage_delete(stage=stage, actor=request.user.get_username())
+        if changed is not None:
+            restage_message(request, self, changed)
+
+
+class StageSettingsForm(forms.ModelForm):
+    score_thresholds = forms.JSONField(
+        required=False, help_text="A JSON list of whole numbers, e.g. [50, 150]: a lead crossing one (up or down) "
+        "is a lead.score_crossed alert. Empty list: none.",
+    )
+
+    class Meta:
+        model = StageSettings
+        fields = ["score_thresholds"]
+
+    def clean_score_thresholds(self):
+        return self.cleaned_data.get("score_thresholds") or []
+
+
+@admin.register(StageSettings)
+class StageSettingsAdmin(admin.ModelAdmin):
+    """The stage settings: one row (the version and the score thresholds); the list goes straight to it."""
+
+    form = StageSettingsForm
+    fields = ["score_thresholds", "version", "updated_at"]
+    readonly_fields = ["version", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        StageSettings.objects.get_or_create(pk=1)
+        return HttpResponseRedirect(reverse("admin:scoring_stagesettings_change", args=[1]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if str(object_id) != "1":
+            raise Http404("the stage settings are one row (1)")
+        StageSettings.objects.get_or_create(pk=1)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        _row, changed = stage_settings_save(settings_row=obj, actor=request.user.get_username())
+        restage_message(request, self, changed)
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(ReadOnlyAdmin):
+    """The stage audit: append-only, so read-only here."""
+
+    list_display = ["lead", "from_stage", "to_stage", "direction", "cause", "score", "fit_score", "event_ref",
+                    "stage_version", "created_at"]
+    list_filter = ["cause", "direction", "to_stage"]
+    search_fields = ["lead__email", "event_ref"]
+    list_select_related = ["lead"]
+    raw_id_fields = ["lead", "event"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False

@@ -14,7 +14,7 @@ from config.errors import error_response
 from config.pagination import paginate
 
 from . import engine
-from .models import FitRule, RescoreJob, ScoringRule
+from .models import FitRule, RescoreJob, ScoringRule, Stage, StageSettings
 from .preview import ruleset_preview
 from .rescoring import NothingToPublish, ruleset_publish
 from .selectors import (
@@ -29,6 +29,8 @@ from .selectors import (
     ruleset_versions,
     ruleset_versions_diff,
     scoring_settings_get,
+    stage_lead_counts,
+    stage_list,
 )
 from .serializers import (
     FitRuleSerializer,
@@ -39,8 +41,11 @@ from .serializers import (
     RuleSetVersionSummarySerializer,
     ScoringRuleSerializer,
     ScoringSettingsSerializer,
+    StageSerializer,
+    StageSettingsSerializer,
     drf_validation_error,
 )
+from .stages import stage_delete, stage_save, stage_settings_save
 from .services import (
     fit_rule_delete,
     fit_rule_save,
@@ -269,3 +274,86 @@ class RuleSetDraftPreviewApi(APIView):
             return Response(ruleset_preview(sample_limit=limit))
         except engine.RuleError as exc:  # a regex condition timed out on a stored event
             raise ValidationError({"conditions": [str(exc)]}) from None
+
+
+# --- Stages (docs/stages-and-alerts.md) ----------------------------------------------------------
+
+
+def _stages_changed(changed) -> dict:
+    return {
+        "stage_version": changed.version,
+        "restage_job": RescoreJobSerializer(changed.job).data if changed.job else None,
+    }
+
+
+class StageListCreateApi(APIView):
+    """The stages, coldest first, with the number of leads in each (any reader); creating one
+    (``scoring.add_stage``) bumps the stage settings and restages every lead in the background."""
+
+    write_permission = "scoring.add_stage"
+
+    def get(self, request):
+        counts = stage_lead_counts()
+        rows = [{**StageSerializer(stage).data, "lead_count": counts.get(stage.name, 0)} for stage in stage_list()]
+        settings_row = StageSettings.objects.filter(pk=1).first()
+        return Response({
+            "stage_version": settings_row.version if settings_row else 0,
+            "score_thresholds": settings_row.score_thresholds if settings_row else [],
+            "results": rows,
+        })
+
+    def post(self, request):
+        data = StageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        stage, changed = _saved(stage_save, stage=None, actor=request.user.get_username(), **data.validated_data)
+        return Response({**StageSerializer(stage).data, **_stages_changed(changed)}, status=status.HTTP_201_CREATED)
+
+
+class StageDetailApi(APIView):
+    write_permission = {
+        "PUT": "scoring.change_stage",
+        "PATCH": "scoring.change_stage",
+        "DELETE": "scoring.delete_stage",
+    }
+
+    def get(self, request, stage_id):
+        return Response(StageSerializer(get_object_or_404(Stage, pk=stage_id)).data)
+
+    def put(self, request, stage_id):
+        return self._update(request, stage_id, partial=False)
+
+    def patch(self, request, stage_id):
+        return self._update(request, stage_id, partial=True)
+
+    def delete(self, request, stage_id):
+        changed = stage_delete(stage=get_object_or_404(Stage, pk=stage_id), actor=request.user.get_username())
+        return Response(_stages_changed(changed))
+
+    def _update(self, request, stage_id, *, partial: bool):
+        stage = get_object_or_404(Stage, pk=stage_id)
+        data = StageSerializer(stage, data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        stage, changed = _saved(stage_save, stage=stage, actor=request.user.get_username(), **data.validated_data)
+        return Response({**StageSerializer(stage).data, **_stages_changed(changed)})
+
+
+class StageSettingsApi(APIView):
+    """The score thresholds whose crossing is an alert (``lead.score_crossed``) and the version."""
+
+    write_permission = "scoring.change_stagesettings"
+
+    def get(self, request):
+        StageSettings.objects.get_or_create(pk=1)
+        return Response(StageSettingsSerializer(StageSettings.objects.get(pk=1)).data)
+
+    def put(self, request):
+        return self._update(request)
+
+    def patch(self, request):
+        return self._update(request)
+
+    def _update(self, request):
+        data = StageSettingsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row, changed = _saved(stage_settings_save, actor=request.user.get_username(), **data.validated_data)
+        return Response({**StageSettingsSerializer(row).data, **_stages_changed(changed)})

@@ -25,7 +25,6 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -33,7 +32,7 @@ from events.models import Event, EventStatus
 from leads.models import Lead
 
 from . import engine
-from .rulesets import affected_event_types, current_version_number, ruleset_current, ruleset_draft
+from .rulesets import affected_event_types, current_version_number, ruleset_current, ruleset_draft, stageset_current
 
 LEAD_CHUNK = 500
 SAMPLE_SEED = 20261129
@@ -42,13 +41,11 @@ _LEAD_COLUMNS = ("id", "current_score", "max_score", "fit_score", "grade", "rule
                  "last_processed_event_time", *engine.PROFILE_FIELDS)
 
 
-def stage_of(score: int, stages=None) -> str | None:
-    """The highest stage (``TARGETGRID_STAGES``: ``[(name, threshold)]``) the score reaches, else None."""
-    reached, best = None, None
-    for name, threshold in settings.TARGETGRID_STAGES if stages is None else stages:
-        if score >= threshold and (best is None or threshold >= best):
-            reached, best = name, threshold
-    return reached
+def stage_of(score: int, stages: engine.StageSet | None = None, *, fit_score: int = 0) -> str | None:
+    """The stage (the operators' stages, ``rulesets.stageset_current``) a lead with this score and
+    fit would be in, else None."""
+    stages = stageset_current() if stages is None else stages
+    return stages.stage_of(score=score, fit_score=fit_score) or None
 
 
 def _nice_width(largest: int, buckets: int = 10) -> int:
@@ -175,7 +172,7 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
                 draft, events.get(lead_id, ()), max_score=max_scores[lead_id], as_of=now, detail=False
             ).score
 
-    stages = settings.TARGETGRID_STAGES
+    stages = stageset_current()
     changed = fit_changed = grade_changed = 0
     moves: Counter = Counter()
     current_scores: Counter = Counter()
@@ -189,12 +186,14 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
         new_scores[new_score] += 1
         fit_changed += new_fit != fit_score
         grade_changed += new_grade != grade
+        # (a stage may have a fit threshold: a fit change alone can move a lead)
+        before = stage_of(score, stages, fit_score=fit_score)
+        after = stage_of(new_score, stages, fit_score=new_fit)
+        if before != after:
+            moves[(before, after)] += 1
         if new_score == score:
             continue
         changed += 1
-        before, after = stage_of(score, stages), stage_of(new_score, stages)
-        if before != after:
-            moves[(before, after)] += 1
         changed_leads.append((-abs(new_score - score), str(lead_id), lead_id, profile[0], score, new_score,
                               before, after, grade, new_grade))
     shown = [
@@ -219,7 +218,8 @@ def ruleset_preview(*, sample_limit: int = 100_000, now=None) -> dict:
         "changed": scaled(changed),
         "fit_changed": scaled(fit_changed),
         "grade_changed": scaled(grade_changed),
-        "stages": [{"name": name, "threshold": threshold} for name, threshold in stages],
+        "stages": [{"name": stage.name, "threshold": stage.min_score, "min_fit": stage.min_fit}
+                   for stage in stages.stages],
         "stage_moves": [
             {"from": before, "to": after, "count": scaled(count)}
             for (before, after), count in sorted(moves.items(), key=lambda item: (-item[1], str(item[0])))

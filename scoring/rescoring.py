@@ -21,9 +21,9 @@ from config import transport
 from config.retry import is_transient, run_with_retries
 from leads.models import Lead
 
-from .models import RescoreJob, RescoreStatus, RuleSetVersion, ScoringSettings
+from .models import RescoreJob, RescoreKind, RescoreStatus, RuleSetVersion, ScoringSettings, StageSettings
 from .rulesets import current_version_number, draft_snapshot, snapshot_diff, version_snapshot
-from .services import _rescore_locked
+from .services import _rescore_locked, leads_restage
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def rescore_job_start(*, version: int, actor: str = "", lead_id=None, send: bool
         now = timezone.now()
         older = list(
             RescoreJob.objects.select_for_update()
-            .filter(status__in=UNFINISHED, version__lt=version, lead_id__isnull=True)
+            .filter(kind=RescoreKind.RESCORE, status__in=UNFINISHED, version__lt=version, lead_id__isnull=True)
             .order_by("pk")
         )
         for job in older:
@@ -116,7 +116,8 @@ def rescore_job_ensure(*, actor: str = "", lead_id=None, version: int | None = N
                 raise RescoreRefused(f"no lead {lead_id}")
             return rescore_job_start(version=current, actor=actor, lead_id=lead_id, send=False), True
         existing = (
-            RescoreJob.objects.filter(version=current, lead_id__isnull=True, status__in=UNFINISHED).order_by("pk").first()
+            RescoreJob.objects.filter(kind=RescoreKind.RESCORE, version=current, lead_id__isnull=True,
+                                      status__in=UNFINISHED).order_by("pk").first()
         )
         if existing is not None:
             return existing, False
@@ -154,7 +155,7 @@ def rescore_job_run(*, job_id: int, on_progress: Callable[[dict], None] | None =
             on_progress(rescore_job_payload(job))
         if job.finished:
             if job.status == RescoreStatus.COMPLETED:
-                logger.info("rescore to v%d done: %d leads, %d changed", job.version, job.done, job.changed)
+                logger.info("%s to v%d done: %d leads, %d changed", job.kind, job.version, job.done, job.changed)
             return job
         if pause > 0:
             time.sleep(pause)
@@ -167,6 +168,9 @@ def _rescore_batch(job_id: int, batch_size: int) -> RescoreJob:
         with attempt, transaction.atomic():
             job = RescoreJob.objects.select_for_update().get(pk=job_id)
             if job.finished:
+                continue
+            if job.kind == RescoreKind.RESTAGE:
+                _restage_batch(job, batch_size)
                 continue
             if current_version_number() > job.version:
                 job.status, job.finished_at = RescoreStatus.SUPERSEDED, timezone.now()
@@ -198,6 +202,75 @@ def _rescore_batch(job_id: int, batch_size: int) -> RescoreJob:
     return job
 
 
+def stage_version_current() -> int:
+    """The version of the stage settings (0: none yet): one primary-key read, not cached."""
+    return StageSettings.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+
+def _restage_batch(job: RescoreJob, batch_size: int) -> None:
+    """One batch of a restage job, inside ``_rescore_batch``'s transaction with the job row locked:
+    the next leads after the cursor (pk order) still staged under older settings than the job's
+    (``lead_stage_version_idx``), decided again by ``services.leads_restage``."""
+    if stage_version_current() > job.version:
+        job.status, job.finished_at = RescoreStatus.SUPERSEDED, timezone.now()
+        job.save(update_fields=["status", "finished_at", "updated_at"])
+        transport.notify_on_commit("rescore.progress", rescore_job_payload(job))
+        return
+    if job.status == RescoreStatus.QUEUED:
+        job.status, job.started_at = RescoreStatus.RUNNING, timezone.now()
+    query = Lead.objects.filter(stage_version__lt=job.version).order_by("pk")
+    if job.cursor:
+        query = query.filter(pk__gt=uuid.UUID(job.cursor))
+    ids = list(query.values_list("pk", flat=True)[:batch_size])
+    if ids:
+        job.changed += leads_restage(lead_ids=ids)
+        job.done += len(ids)
+        job.cursor = str(ids[-1])
+        job.total = max(job.total, job.done)
+    if len(ids) < batch_size:
+        job.status, job.finished_at = RescoreStatus.COMPLETED, timezone.now()
+        job.total = job.done
+    job.save(update_fields=["done", "changed", "cursor", "total", "status", "started_at", "finished_at", "updated_at"])
+    transport.notify_on_commit("rescore.progress", rescore_job_payload(job))
+
+
+def restage_job_start(*, version: int, actor: str = "", send: bool = True) -> RescoreJob:
+    """Create a restage job to stage-settings ``version`` (supersedes older unfinished restage jobs)
+    and, unless ``send`` is False, send it after commit (``scoring.rescore_run`` runs both kinds)."""
+    with transaction.atomic():
+        now = timezone.now()
+        older = list(
+            RescoreJob.objects.select_for_update()
+            .filter(kind=RescoreKind.RESTAGE, status__in=UNFINISHED, version__lt=version)
+            .order_by("pk")
+        )
+        for job in older:
+            job.status, job.finished_at = RescoreStatus.SUPERSEDED, now
+            job.save(update_fields=["status", "finished_at", "updated_at"])
+            transport.notify_on_commit("rescore.progress", rescore_job_payload(job))
+        total = Lead.objects.filter(stage_version__lt=version).count()
+        job = RescoreJob.objects.create(kind=RescoreKind.RESTAGE, version=version, total=total, created_by=actor)
+        if send:
+            transport.publish_on_commit("scoring.rescore_run", job.pk)
+    return job
+
+
+def restage_outdated_ensure(*, actor: str = "periodic") -> RescoreJob | None:
+    """Start a restage job when leads staged under older stage settings remain and no unfinished
+    restage job to the current version exists (a process that read the old settings staged them
+    after the job passed them). Cheap: one indexed existence query (``lead_stage_version_idx``).
+    Leads never staged (version 0) are left to their first scoring."""
+    current = stage_version_current()
+    if not current or not Lead.objects.filter(stage_version__gte=1, stage_version__lt=current).exists():
+        return None
+    with transaction.atomic():
+        row = StageSettings.objects.select_for_update().filter(pk=1).first()
+        if RescoreJob.objects.filter(kind=RescoreKind.RESTAGE, version=row.version, status__in=UNFINISHED).exists():
+            return None
+        logger.info("leads staged under stage settings older than v%d remain; restaging them", row.version)
+        return restage_job_start(version=row.version, actor=actor)
+
+
 def _rescore_job_fail(job_id: int, error: BaseException) -> RescoreJob | None:
     reason = f"{type(error).__name__}: {error}".encode("utf-8", "backslashreplace").decode("utf-8")[:2000]
     with transaction.atomic():
@@ -213,6 +286,7 @@ def _rescore_job_fail(job_id: int, error: BaseException) -> RescoreJob | None:
 def rescore_job_payload(job: RescoreJob) -> dict:
     return {
         "id": job.pk,
+        "kind": job.kind,
         "version": job.version,
         "status": job.status,
         "total": job.total,
@@ -234,4 +308,5 @@ def rescore_jobs_resume(*, older_than_seconds: int = 60) -> int:
     for job_id in ids:
         logger.info("rescore job %s stalled; resuming after its cursor", job_id)
         transport.publish("scoring.rescore_run", job_id)
+    restage_outdated_ensure()
     return len(ids)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from time import monotonic
 
 from django.conf import settings
-from django.db.models import Min, QuerySet
+from django.db.models import Count, Min, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from events.models import Event, EventStatus
+from leads.models import Lead
 
 from . import engine
-from .models import FitRule, RescoreJob, RuleSetVersion, ScoreChange, ScoringRule
+from .models import FitRule, RescoreJob, RescoreKind, RuleSetVersion, ScoreChange, ScoringRule, Stage, StageChange
 from .rulesets import (
     current_version_number,
     draft_snapshot,
@@ -101,7 +102,8 @@ def rescore_jobs() -> QuerySet[RescoreJob]:
 
 def rescore_job_of_version(*, number: int) -> RescoreJob | None:
     """The background rescore that publishing ``number`` started (not a single lead's)."""
-    return RescoreJob.objects.filter(version=number, lead_id__isnull=True).order_by("-id").first()
+    return (RescoreJob.objects.filter(kind=RescoreKind.RESCORE, version=number, lead_id__isnull=True)
+            .order_by("-id").first())
 
 
 def score_history(*, lead_id) -> QuerySet[ScoreChange]:
@@ -189,3 +191,26 @@ def lead_score_breakdown(*, lead) -> dict:
 def rescore_job_get(*, job_id: int) -> RescoreJob | None:
     """A rescore job as committed now (a command following one that another process runs)."""
     return RescoreJob.objects.filter(pk=job_id).first()
+
+
+# --- Stages ------------------------------------------------------------------------------------
+
+
+def stage_list() -> QuerySet[Stage]:
+    """The stages, coldest first (as ``engine.StageSet`` orders them)."""
+    return Stage.objects.order_by("position", "id")
+
+
+def stage_palette() -> dict[str, str]:
+    """Stage name -> colour, coldest first (one query; the pages call it once per render)."""
+    return dict(stage_list().values_list("name", "color"))
+
+
+def stage_changes(*, lead_id) -> QuerySet[StageChange]:
+    """A lead's stage-change audit, newest first (``stagechange_lead_idx``)."""
+    return StageChange.objects.filter(lead_id=lead_id).order_by("-id")
+
+
+def stage_lead_counts() -> dict[str, int]:
+    """Leads per stored stage name: one GROUP BY on ``lead_stage_idx``."""
+    return dict(Lead.objects.order_by().values("stage").annotate(n=Count("pk")).values_list("stage", "n"))

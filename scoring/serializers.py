@@ -6,7 +6,17 @@ from rest_framework import serializers
 
 from events.validation import text_problem
 
-from .models import FitRule, MatchMode, RescoreJob, RuleSetVersion, ScoreChange, ScoringRule, ScoringSettings
+from .models import (
+    FitRule,
+    MatchMode,
+    RescoreJob,
+    RuleSetVersion,
+    ScoreChange,
+    ScoringRule,
+    ScoringSettings,
+    Stage,
+    StageSettings,
+)
 from .models import validate_event_type
 from .rescoring import rescore_job_payload
 from .rulesets import RULE_FIELDS
@@ -170,3 +180,32 @@ class ScoreChangeOutputSerializer(serializers.ModelSerializer):
 
     def get_event_id(self, change: ScoreChange) -> str | None:
         return change.event.event_id if change.event_id else None
+
+
+class StageSerializer(serializers.ModelSerializer):
+    """Types and shapes; the rules (unique name without case, ranges) are the service's and the
+    model's (``full_clean``), answered per field through :func:`drf_validation_error`."""
+
+    name = serializers.CharField(max_length=64, validators=[storable_text])
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, validators=[storable_text])
+    min_score = serializers.IntegerField(required=False, allow_null=True, min_value=-1_000_000_000,
+                                         max_value=1_000_000_000)
+    min_fit = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=100)
+    position = serializers.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000)
+
+    class Meta:
+        model = Stage
+        fields = ["id", "name", "position", "min_score", "min_fit", "color", "description", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class StageSettingsSerializer(serializers.ModelSerializer):
+    score_thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=-1_000_000_000, max_value=1_000_000_000), max_length=20,
+        allow_empty=True,
+    )
+
+    class Meta:
+        model = StageSettings
+        fields = ["version", "score_thresholds", "updated_at"]
+        read_only_fields = ["version", "updated_at"]

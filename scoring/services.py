@@ -188,6 +188,8 @@ def _change_frame(lead, *, previous: int, new: int, event_id, event_type: str, t
         "reason": reason,
         "fit_score": lead.fit_score if fit_score is None else fit_score,
         "grade": lead.grade if grade is None else grade,
+        # The lead's stage after the transaction (lead_done sets it once the stage is decided).
+        "stage": lead.__dict__.get("stage", ""),  # (never a query for a deferred field)
     }
 
 
@@ -519,7 +521,8 @@ class _Batch:
             lead.fit_score = fit_score
         lead.grade = ruleset.grade(fit_score=lead.fit_score, score=score)
         # The lead's frames carry the grade after each change, with the lead's (possibly new) fit.
-        for frame in self.broadcasts[self._lead_frames:]:
+        frames = self.broadcasts[self._lead_frames:]
+        for frame in frames:
             frame["fit_score"] = lead.fit_score
             frame["grade"] = ruleset.grade(fit_score=lead.fit_score, score=frame["new_score"])
         self._lead_frames = len(self.broadcasts)
@@ -538,6 +541,8 @@ class _Batch:
         self._lead_cause = (StageCause.EVENT, None)
         self.stage_writes.decide(lead, previous_score=before[0], previous_fit=previous_fit,
                                  cause=self.cause or cause, event=event)
+        for frame in frames:
+            frame["stage"] = lead.stage
 
     def write(self) -> None:
         now = self.now

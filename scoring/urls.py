@@ -23,4 +23,7 @@ urlpatterns = [
     *both("rule-sets/<int:number>", apis.RuleSetDetailApi.as_view(), "api-rule-set"),
     re_path(r"^rescore-jobs/?$", apis.RescoreJobListApi.as_view(), name="api-rescore-jobs"),
     *both("rescore-jobs/<int:job_id>", apis.RescoreJobDetailApi.as_view(), "api-rescore-job"),
+    re_path(r"^stages/?$", apis.StageListCreateApi.as_view(), name="api-stages"),
+    *both("stages/settings", apis.StageSettingsApi.as_view(), "api-stage-settings"),
+    *both("stages/<int:stage_id>", apis.StageDetailApi.as_view(), "api-stage"),
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import json
+
 from django import template
-from django.conf import settings
+
+from scoring.selectors import stage_palette
 
 register = template.Library()
 
@@ -26,14 +29,21 @@ def utc(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@register.simple_tag
-def stage_for(score: int) -> str:
-    """The highest stage (TARGETGRID_STAGES) a score has reached, or ''."""
-    reached = ""
-    for name, threshold in settings.TARGETGRID_STAGES:
-        if score >= threshold:
-            reached = name
-    return reached
+def _palette(context) -> dict[str, str]:
+    """Stage name -> colour, read once per render (the first badge asks; the rest reuse it), or
+    the view's ``stage_palette`` when it has read it already."""
+    if context.get("stage_palette") is not None:
+        return context["stage_palette"]
+    cache = context.render_context
+    if "targetgrid_stage_palette" not in cache:
+        cache["targetgrid_stage_palette"] = stage_palette()
+    return cache["targetgrid_stage_palette"]
+
+
+@register.simple_tag(takes_context=True)
+def stage_color(context, name: str) -> str:
+    """The colour of stage ``name`` (``grey`` for a stage that no longer exists)."""
+    return _palette(context).get(name, "grey")
 
 
 @register.filter
@@ -58,9 +68,8 @@ def query_with(context, **changes) -> str:
     return f"?{encoded}" if encoded else "?"
 
 
-@register.simple_tag
-def stages_json() -> str:
-    """TARGETGRID_STAGES as JSON for a data- attribute (pages.js labels live scores with it)."""
-    import json
-
-    return json.dumps([[name, threshold] for name, threshold in settings.TARGETGRID_STAGES])
+@register.simple_tag(takes_context=True)
+def stages_json(context) -> str:
+    """The stages as JSON ``[[name, colour], …]`` (coldest first) for a data- attribute: pages.js
+    colours the stage badge of a live frame (``score.changed`` carries the lead's stage)."""
+    return json.dumps([[name, color] for name, color in _palette(context).items()])

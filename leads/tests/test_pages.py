@@ -11,14 +11,14 @@ from datetime import timezone as dt_timezone
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.test import override_settings
+from django.db.models import F
 from django.utils import timezone
 
 from conftest import T0
 from events.models import Event, EventStatus
 from events.services import event_ingest
 from leads.models import Lead
-from scoring.models import ScoreChange
+from scoring.models import ScoreChange, Stage, StageSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -152,8 +152,8 @@ def test_bad_filters_are_shown_inline_and_ignored(staff_client, params, field, s
 def test_leads_page_query_count_is_fixed(staff_client, django_assert_num_queries):
     make_leads(120)
     staff_client.get("/leads/")  # warm the session
-    # session, user, COUNT, the page of rows
-    with django_assert_num_queries(4):
+    # session, user, the stages (filter menu and badge colours), COUNT, the page of rows
+    with django_assert_num_queries(5):
         staff_client.get("/leads/", {"q": "acme", "min_score": 10, "page": 2})
 
 
@@ -237,21 +237,26 @@ def test_lead_detail_shows_events_audit_and_the_event_time_chart(staff_client, d
 
 
 def test_dashboard_figures(staff_client, django_capture_on_commit_callbacks):
-    with override_settings(TARGETGRID_STAGES=[("WARM", 10), ("HOT", 50)]):
-        ingest(
-            django_capture_on_commit_callbacks,
-            event("1", "a@x.com", "DEMO_REQUEST"),
-            event("2", "b@x.com", "EMAIL_OPEN"),
-            event("3", "c@x.com"),
-        )
-        Event.objects.update(received_at=timezone.now())
-        response = staff_client.get("/")
+    # Given the operators' stages WARM >= 10 and HOT >= 50 (nothing below 10),
+    Stage.objects.all().delete()
+    Stage.objects.create(name="WARM", position=1, min_score=10)
+    Stage.objects.create(name="HOT", position=2, min_score=50)
+    StageSettings.objects.filter(pk=1).update(version=F("version") + 1, updated_at=timezone.now())
+    ingest(
+        django_capture_on_commit_callbacks,
+        event("1", "a@x.com", "DEMO_REQUEST"),
+        event("2", "b@x.com", "EMAIL_OPEN"),
+        event("3", "c@x.com"),
+    )
+    Event.objects.update(received_at=timezone.now())
+    response = staff_client.get("/")
     html = response.content.decode()
     assert re.search(r'data-kpi="leads">3<', html)
     assert re.search(r'data-kpi="events-today">3<', html)
     assert re.search(r'data-kpi="events-per-minute">0.6<', html)
     assert re.search(r'data-kpi="average-score">21.7<', html)
-    assert re.search(r'data-kpi="stage-warm">2<', html) and re.search(r'data-kpi="stage-hot">1<', html)
+    # (the leads per stored stage: a is HOT, b WARM, c in no stage)
+    assert re.search(r'data-kpi="stage-warm">1<', html) and re.search(r'data-kpi="stage-hot">1<', html)
     charts = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert sum(charts["distribution"]["values"]) == 3 and len(charts["per_hour"]) == 24
     assert charts["per_hour"][-1]["y"] == 3

@@ -47,10 +47,12 @@ def test_groups_from_the_migration():
     assert viewers == {
         "view_lead", "view_event", "view_scoringrule", "view_scorechange",
         "view_rulesetversion", "view_rescorejob", "view_fitrule", "view_scoringsettings",
+        "view_stage", "view_stagesettings", "view_stagechange",
     }
     operators = set(Group.objects.get(name="Operators").permissions.values_list("codename", flat=True))
     assert {"change_scoringrule", "add_lead", "change_lead", "change_event"} <= operators
     assert {"add_rulesetversion", "change_fitrule", "change_scoringsettings"} <= operators  # publish the draft
+    assert {"add_stage", "change_stage", "change_stagesettings"} <= operators  # edit the stages
     assert not {"change_rulesetversion", "add_rulesetversion"} & viewers
     assert not any(code.startswith("delete_") for code in operators)
 

@@ -5,18 +5,29 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.test import override_settings
+from django.db import models
+from django.utils import timezone
 
 from conftest import T0
 from events.services import event_ingest
 from leads.models import Lead
-from scoring.models import FitRule, RescoreJob, ScoringRule
+from scoring import engine
+from scoring.models import FitRule, RescoreJob, ScoringRule, Stage, StageSettings
 from scoring.preview import distribution, ruleset_preview, stage_of
 from scoring.rescoring import rescore_job_run, ruleset_publish
 
 pytestmark = pytest.mark.django_db
 
-STAGES = [("MQL", 20), ("SQL", 60), ("HOT", 100)]
+STAGES = engine.StageSet(version=1, stages=(engine.Stage("MQL", 20), engine.Stage("SQL", 60), engine.Stage("HOT", 100)))
+
+
+@pytest.fixture
+def stages_mql_sql_hot(db):
+    """The operators' stages of these tests (instead of the default Cold/Warm/MQL/SQL)."""
+    Stage.objects.all().delete()
+    for position, stage in enumerate(STAGES.stages):
+        Stage.objects.create(name=stage.name, position=position, min_score=stage.min_score)
+    StageSettings.objects.filter(pk=1).update(version=models.F("version") + 1, updated_at=timezone.now())
 
 
 def ingest(capture, items):
@@ -64,8 +75,7 @@ def test_distribution_uses_the_same_buckets_for_both():
     assert rows[0] == {"low": 0, "high": 5, "current": 3, "new": 2} and rows[9]["new"] == 2
 
 
-@override_settings(TARGETGRID_STAGES=STAGES)
-def test_preview_counts_equal_what_the_rescore_then_does(django_capture_on_commit_callbacks):
+def test_preview_counts_equal_what_the_rescore_then_does(django_capture_on_commit_callbacks, stages_mql_sql_hot):
     # Given leads scored under v1 and a draft with a conditional rule (+15 for /pricing page views,
     # at most twice per lead), a fit rule and a changed e-mail rule,
     data_set(django_capture_on_commit_callbacks)
@@ -127,8 +137,7 @@ def test_match_mode_change_evaluates_every_lead_with_events(django_capture_on_co
     assert preview["affected_event_types"] is None and preview["evaluated_leads"] == 10
 
 
-@override_settings(TARGETGRID_STAGES=STAGES)
-def test_above_the_sample_limit_a_deterministic_sample_is_scaled(django_capture_on_commit_callbacks):
+def test_above_the_sample_limit_a_deterministic_sample_is_scaled(django_capture_on_commit_callbacks, stages_mql_sql_hot):
     # Given 14 leads and a draft that changes every page-view lead,
     data_set(django_capture_on_commit_callbacks)
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(points=6)

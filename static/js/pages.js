@@ -87,10 +87,18 @@
     return node;
   }
 
-  function stageFor(score, stages) {
-    var reached = '';
-    (stages || []).forEach(function (stage) { if (score >= stage[1]) reached = stage[0]; });
-    return reached;
+  // data-stages: [[name, colour], ...] (the operators' stages); the frames carry the lead's stage.
+  function stageColor(name, stages) {
+    var color = 'grey';
+    (stages || []).forEach(function (stage) { if (stage[0] === name) color = stage[1]; });
+    return color;
+  }
+
+  function stageBadge(name, stages) {
+    if (!name) return el('span', 'muted', '—');
+    var badge = el('span', 'badge badge--stage badge--stage-' + stageColor(name, stages), name);
+    badge.setAttribute('data-stage', name);
+    return badge;
   }
 
   function parseStages(node) {
@@ -188,8 +196,7 @@
     if (!compact) {
       row.appendChild(el('td', 'hide-mobile', leader.company || '—'));
       var stageCell = el('td', 'hide-mobile');
-      var stage = stageFor(leader.current_score, parseStages(table));
-      stageCell.appendChild(stage ? el('span', 'badge badge--accent', stage) : el('span', 'muted', '—'));
+      stageCell.appendChild(stageBadge(leader.stage, parseStages(table)));
       row.appendChild(stageCell);
     }
     var gradeCell = el('td', 'grade-col');
@@ -403,10 +410,11 @@
           bar.setAttribute('aria-label', 'Score ' + msg.new_score + ' of ' + max);
         }
         if (percent) percent.textContent = Math.max(0, Math.min(100, Math.round(100 * msg.new_score / max)));
-        if (stageBadge) {
-          var stage = stageFor(msg.new_score, parseStages(region));
-          stageBadge.textContent = stage;
-          stageBadge.hidden = !stage;
+        if (stageBadge && typeof msg.stage === 'string') {
+          if (stageBadge.textContent !== msg.stage) Live.flash(stageBadge);
+          stageBadge.textContent = msg.stage;
+          stageBadge.className = 'badge badge--stage badge--stage-' + stageColor(msg.stage, parseStages(region));
+          stageBadge.hidden = !msg.stage;
         }
       }
       // Every grade badge of the page (score card, fit card) and the fit figure follow the frame.
