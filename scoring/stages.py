@@ -68,7 +68,7 @@ def stage_save(*, stage: Stage | None = None, actor: str = "", send: bool = True
     """Create (``stage`` None) or change a stage; validated by the model (raises Django's
     ValidationError naming the field). ``stage`` may be an instance a form has already changed (the
     admin). Returns the saved row and the restage it started."""
-    with transaction.atomic(durable=True):
+    with transaction.atomic():  # (the admin saves inside its own transaction)
         settings_row = _settings_locked()
         stage = stage or Stage()
         for name, value in fields.items():
@@ -93,7 +93,7 @@ def stage_save(*, stage: Stage | None = None, actor: str = "", send: bool = True
 
 def stage_delete(*, stage: Stage, actor: str = "", send: bool = True) -> StagesChanged:
     """Remove a stage; its leads are restaged into the stages that remain (cause ``stages``)."""
-    with transaction.atomic(durable=True):
+    with transaction.atomic():  # (the admin saves inside its own transaction)
         settings_row = _settings_locked()
         name = stage.name
         Stage.objects.filter(pk=stage.pk).delete()
@@ -107,7 +107,7 @@ def stage_settings_save(*, settings_row: StageSettings | None = None, actor: str
     """Change the score thresholds (``score_thresholds``: whole numbers; a crossing is an alert).
     ``settings_row``: an instance a form has already changed (the admin); only its thresholds are
     taken (the version is this service's)."""
-    with transaction.atomic(durable=True):
+    with transaction.atomic():  # (the admin saves inside its own transaction)
         row = _settings_locked()
         if settings_row is not None:
             fields.setdefault("score_thresholds", settings_row.score_thresholds)
