@@ -340,6 +340,7 @@ TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
 # Per-request timeout (connect at most 5 s; each read this long). A sender claims a row for this
 # plus 30 s: a sender killed mid-request loses it then, and the row is sent again (same webhook-id).
 TARGETGRID_WEBHOOK_TIMEOUT_SECONDS = env_int("TARGETGRID_WEBHOOK_TIMEOUT_SECONDS", 10)
+TARGETGRID_WEBHOOK_CLAIM_MARGIN_SECONDS = env_int("TARGETGRID_WEBHOOK_CLAIM_MARGIN_SECONDS", 30)
 # Retries: base * factor ** (n - 1) seconds after failed attempt n, jitter x[0.8, 1.2], at most the
 # cap; the later of that and the receiver's Retry-After (bounded). After MAX_ATTEMPTS: failed.
 TARGETGRID_WEBHOOK_RETRY_BASE_SECONDS = env_int("TARGETGRID_WEBHOOK_RETRY_BASE_SECONDS", 5)

@@ -14,6 +14,7 @@ from . import outbound  # noqa: E402
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http:// or https:// only.")
     secret = forms.CharField(
         required=False, strip=True,
         help_text="Leave blank to generate one (shown once). Otherwise whsec_ followed by base64 (16+ bytes).",

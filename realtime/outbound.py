@@ -67,8 +67,6 @@ LEAD_KINDS = DEFAULT_KINDS
 EXCERPT_CHARS = 1000
 EXCERPT_BYTES = 4096
 ERROR_CHARS = 500
-# A claim lasts the request timeout plus this: a sender killed mid-request loses its rows then.
-CLAIM_MARGIN_SECONDS = 30
 # Jitter: each delay is multiplied by uniform(1 - JITTER, 1 + JITTER). With a factor >= 1.5 the
 # slowest draw of attempt n+1 is still later than the fastest of attempt n (0.8 * 1.5 = 1.2).
 JITTER = 0.2
@@ -272,6 +270,9 @@ def http_post(*, url: str, headers: dict[str, str], body: bytes) -> Result:
         if 300 <= status < 400:
             error = f"HTTP {status} (redirects are not followed): {response.headers.get('Location', '')}"
         return Result(outcome, status, _ms(clock), excerpt, _clean(error, ERROR_CHARS), retry_after, started_at)
+    except urllib3.exceptions.NewConnectionError as exc:  # refused, unreachable (a ConnectTimeoutError subclass)
+        return Result(AttemptOutcome.CONNECTION, None, _ms(clock), "",
+                      _clean(f"connection failed: {exc}", ERROR_CHARS), None, started_at)
     except urllib3.exceptions.TimeoutError as exc:
         return Result(AttemptOutcome.TIMEOUT, None, _ms(clock), "", _clean(f"timed out: {exc}", ERROR_CHARS),
                       None, started_at)
@@ -315,7 +316,7 @@ def _claim(*, limit: int, in_flight: dict[int, int], delivery_ids=None) -> list[
     """Claim up to ``limit`` due rows of active endpoints (at most the per-endpoint cap in flight),
     under SKIP LOCKED, until now + timeout + margin; committed before anything is sent."""
     cap = max(1, settings.TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY)
-    claim_seconds = settings.TARGETGRID_WEBHOOK_TIMEOUT_SECONDS + CLAIM_MARGIN_SECONDS
+    claim_seconds = settings.TARGETGRID_WEBHOOK_TIMEOUT_SECONDS + settings.TARGETGRID_WEBHOOK_CLAIM_MARGIN_SECONDS
     jobs: list[_Job] = []
     for attempt in run_with_retries():
         with attempt, transaction.atomic(durable=True):
@@ -325,23 +326,33 @@ def _claim(*, limit: int, in_flight: dict[int, int], delivery_ids=None) -> list[
             endpoints = {e.pk: e for e in endpoints.exclude(pk__in=[k for k, n in in_flight.items() if n >= cap])}
             if not endpoints:
                 return []
-            rows = WebhookDelivery.objects.select_for_update(skip_locked=True).filter(endpoint_id__in=list(endpoints))
-            if delivery_ids is not None:
-                rows = rows.filter(pk__in=delivery_ids, status=DeliveryStatus.PENDING)
-            else:
-                rows = rows.filter(_due_filter(now))
-            rows = list(
-                rows.only("id", "endpoint_id", "msg_id", "body", "attempts").order_by("next_attempt_at")[: limit * 4]
-            )
             counts = dict(in_flight)
             picked = []
-            for row in rows:
-                if len(picked) >= limit:
+            # A few passes: a backlog of one endpoint fills the first rows but only its cap is
+            # taken; the next pass leaves the saturated endpoints out, so the others get slots.
+            for _pass in range(4):
+                open_ids = [pk for pk in endpoints if counts.get(pk, 0) < cap]
+                if not open_ids or len(picked) >= limit:
                     break
-                if counts.get(row.endpoint_id, 0) >= cap:
-                    continue
-                counts[row.endpoint_id] = counts.get(row.endpoint_id, 0) + 1
-                picked.append(row)
+                rows = WebhookDelivery.objects.select_for_update(skip_locked=True).filter(endpoint_id__in=open_ids)
+                if delivery_ids is not None:
+                    rows = rows.filter(pk__in=delivery_ids, status=DeliveryStatus.PENDING)
+                else:
+                    rows = rows.filter(_due_filter(now))
+                if picked:
+                    rows = rows.exclude(pk__in=[row.pk for row in picked])
+                window = (limit - len(picked)) * 4
+                rows = list(rows.only("id", "endpoint_id", "msg_id", "body", "attempts")
+                            .order_by("next_attempt_at")[:window])
+                for row in rows:
+                    if len(picked) >= limit:
+                        break
+                    if counts.get(row.endpoint_id, 0) >= cap:
+                        continue
+                    counts[row.endpoint_id] = counts.get(row.endpoint_id, 0) + 1
+                    picked.append(row)
+                if len(rows) < window:
+                    break  # nothing else is due
             if not picked:
                 return []
             WebhookDelivery.objects.filter(pk__in=[row.pk for row in picked]).update(
