@@ -496,3 +496,35 @@ def test_query_count_of_fan_out_does_not_grow_with_alerts(django_assert_num_quer
     many = [alert_make() for _ in range(50)]
     with django_assert_num_queries(2):
         assert outbound.deliveries_create(alerts=many) == 100
+
+
+@pytest.mark.django_db
+def test_the_sweep_wakes_the_sender_only_when_something_is_due(monkeypatch):
+    published = []
+    monkeypatch.setattr(transport, "publish", lambda name, *a, **k: published.append(name) or True)
+    # nothing at all, a paused endpoint's due row, a future retry: no wake-up
+    outbound.sender_wake()
+    paused = endpoint_make("http://127.0.0.1:19199/p", status=EndpointStatus.PAUSED)
+    outbound.deliveries_create(alerts=[alert_make()])
+    outbound.sender_wake()
+    WebhookEndpoint.objects.filter(pk=paused.pk).update(status=EndpointStatus.ACTIVE)
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    outbound.sender_wake()
+    assert published == []
+    # a due row of an active endpoint: one wake-up of the task on the outbound queue
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    outbound.sender_wake()
+    assert published == ["realtime.deliveries_send"]
+    # and in the embedded mode that task runs in a thread of its own
+    assert transport.task_spec("realtime.deliveries_send").long_running
+
+
+@pytest.mark.django_db
+def test_a_malformed_stored_secret_is_a_visible_failed_attempt(receivers):
+    receiver = receivers()
+    endpoint = endpoint_make(receiver.url)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret="whsec_???")
+    outbound.deliveries_create(alerts=[alert_make()])
+    outbound.deliveries_send()
+    attempt = DeliveryAttempt.objects.get()
+    assert "cannot sign" in attempt.error and attempt.next_attempt_at and receiver.received == []
