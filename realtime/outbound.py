@@ -39,6 +39,7 @@ import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Min, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from config import transport
@@ -546,9 +547,10 @@ def _schedule_next_wake() -> None:
     global _wake_scheduled_at
     if not transport.can_defer():
         return
+    # A row claimed by another sender is due again when that claim runs out (its sender died).
     earliest = (
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__status=EndpointStatus.ACTIVE)
-        .aggregate(at=Min("next_attempt_at"))["at"]
+        .aggregate(at=Min(Greatest("next_attempt_at", Coalesce("locked_until", "next_attempt_at"))))["at"]
     )
     if earliest is None:
         return
