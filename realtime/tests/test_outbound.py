@@ -528,3 +528,33 @@ def test_a_malformed_stored_secret_is_a_visible_failed_attempt(receivers):
     outbound.deliveries_send()
     attempt = DeliveryAttempt.objects.get()
     assert "cannot sign" in attempt.error and attempt.next_attempt_at and receiver.received == []
+
+
+@pytest.mark.django_db
+def test_the_sender_schedules_its_next_wake_up_for_the_earliest_due_row_once(monkeypatch, settings):
+    published = []
+    monkeypatch.setattr(transport, "can_defer", lambda: True)
+    monkeypatch.setattr(transport, "publish", lambda name, *a, **k: published.append((name, k.get("countdown"))) or True)
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    endpoint_make("http://127.0.0.1:19199/none")
+    outbound.deliveries_create(alerts=[alert_make(), alert_make()])
+    now = timezone.now()
+    first, second = WebhookDelivery.objects.order_by("id")
+    # a retry due in 30 s, and a row claimed by a sender that died, its claim running out in 90 s
+    WebhookDelivery.objects.filter(pk=first.pk).update(next_attempt_at=now + timedelta(seconds=30))
+    WebhookDelivery.objects.filter(pk=second.pk).update(next_attempt_at=now - timedelta(seconds=5),
+                                                        locked_until=now + timedelta(seconds=90))
+    outbound.deliveries_send()
+    outbound.deliveries_send()  # a second run does not schedule a second wake-up for the same time
+    assert len(published) == 1 and published[0][0] == "realtime.deliveries_send"
+    assert 25 <= published[0][1] <= 31
+    # with only the claimed row left, the wake-up is when its claim runs out
+    WebhookDelivery.objects.filter(pk=first.pk).update(status=DeliveryStatus.SUCCEEDED)
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    outbound.deliveries_send()
+    assert 85 <= published[-1][1] <= 91
+    # beyond TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS the sweep finds it instead
+    settings.TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS = 60
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    outbound.deliveries_send()
+    assert len(published) == 2
