@@ -525,7 +525,12 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
             for future in done:
                 job = in_flight.pop(future)
                 per_endpoint[job.endpoint_id] -= 1
-                pairs.append((job, future.result()))  # _send never raises
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 -- _send catches what it expects; anything else is a failed attempt
+                    result = Result(AttemptOutcome.CONNECTION, None, 0, "", _clean(f"{type(exc).__name__}: {exc}",
+                                                                                   ERROR_CHARS), None, timezone.now())
+                pairs.append((job, result))
             if pairs:
                 try:
                     _record(pairs)
