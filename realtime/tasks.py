@@ -26,3 +26,15 @@ def alerts_dispatch() -> None:
 @task("realtime.alerts_sweep", reliable=True)
 def alerts_sweep() -> None:
     alerts.alerts_sweep()
+
+
+# --- E-mail alert digests (realtime/mail.py): queue "outbound" (CELERY_TASK_ROUTES), never the
+# scoring workers; in the embedded mode a thread of its own, so an SMTP server that hangs (up to
+# EMAIL_TIMEOUT) never holds up the serial worker that scores.
+from . import mail  # noqa: E402  (kept in this block so the webhook tasks above merge cleanly)
+
+
+@task("realtime.mail_digests", reliable=True, long_running=True)
+def mail_digests() -> None:
+    """Send the e-mail digests that are due (idempotent: a recipient's window is claimed under its row lock)."""
+    mail.digests_send()
