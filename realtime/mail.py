@@ -11,12 +11,13 @@ single-alert e-mail ("Ann entered MQL"); more are one digest listing them (the f
 
 Sending, per recipient (:func:`_recipient_send`):
 
-1. a short transaction locks the recipient row (``select_for_update``), decides whether a digest
-   is due, collects it, and *claims the window*: ``last_sent_at = now`` (the window starts at the
-   last send or attempt). A second worker blocked on the lock then finds the window taken and
-   sends nothing, so two workers never send the same digest;
-2. the e-mail is sent outside any transaction (an SMTP server that hangs holds no lock: on SQLite
-   a transaction open across the send would stop every scoring writer);
+1. the recipient row is read, and if its window is over, the digest is collected and the window
+   **claimed** with one conditional UPDATE (``last_sent_at = now`` where the cursor and
+   ``last_sent_at`` are still what was read: a compare-and-set). The database lets one of two
+   concurrent workers win, so two workers never send the same digest, and no lock is held while
+   alerts are read or the e-mail is sent (on SQLite a transaction open across an SMTP exchange
+   would stop every scoring writer);
+2. the e-mail is sent;
 3. on success the cursor moves past the alerts sent and ``last_error`` is cleared; on failure the
    cursor stays and ``last_error`` says why. The claimed window is the back-off: the same alerts
    (and any newer ones) go again one window later.
@@ -38,7 +39,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
 from django.db.models import Max, Min
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -120,19 +120,23 @@ class Digest:
 def _recipient_send(pk: int, *, now: datetime) -> int:
     window = timedelta(seconds=settings.TARGETGRID_ALERT_DIGEST_SECONDS)
     gather = timedelta(seconds=settings.TARGETGRID_ALERT_GATHER_SECONDS)
-    with transaction.atomic(durable=True):
-        recipient = AlertRecipient.objects.select_for_update().filter(pk=pk, enabled=True).first()
-        if recipient is None:
-            return 0
-        if recipient.last_sent_at is not None and now < recipient.last_sent_at + window:
-            return 0  # this window is taken (sent, being sent, or failed: the back-off)
-        digest = _digest_collect(recipient)
-        if digest.total == 0 or now < digest.first_at + gather:
-            if digest.skip_to > recipient.cursor:  # nothing for this recipient up to there
-                AlertRecipient.objects.filter(pk=pk).update(cursor=digest.skip_to)
-            return 0
-        AlertRecipient.objects.filter(pk=pk).update(last_sent_at=now)  # claim the window
-        cursor = recipient.cursor
+    recipient = AlertRecipient.objects.filter(pk=pk, enabled=True).first()
+    if recipient is None:
+        return 0
+    if recipient.last_sent_at is not None and now < recipient.last_sent_at + window:
+        return 0  # this window is taken (sent, being sent, or failed: the back-off)
+    digest = _digest_collect(recipient)
+    # Every write below is a compare-and-set on what was read: the row is as it was, or another
+    # worker got there first and this one does nothing.
+    unchanged = AlertRecipient.objects.filter(
+        pk=pk, enabled=True, cursor=recipient.cursor, last_sent_at=recipient.last_sent_at
+    )
+    if digest.total == 0 or now < digest.first_at + gather:
+        if digest.skip_to > recipient.cursor:  # nothing for this recipient up to there
+            unchanged.update(cursor=digest.skip_to)
+        return 0
+    if not unchanged.update(last_sent_at=now):  # claim the window: one UPDATE, one winner
+        return 0
     try:
         _send(recipient.email, digest)
     except Exception as exc:
@@ -141,7 +145,7 @@ def _recipient_send(pk: int, *, now: datetime) -> int:
                        recipient.email, digest.total, reason)
         AlertRecipient.objects.filter(pk=pk).update(last_error=reason)
         return 0
-    AlertRecipient.objects.filter(pk=pk, cursor=cursor).update(cursor=digest.last_id, last_error="")
+    AlertRecipient.objects.filter(pk=pk, cursor=recipient.cursor).update(cursor=digest.last_id, last_error="")
     logger.info("e-mail digest to %s: %d alerts", recipient.email, digest.total)
     return 1
 
