@@ -320,6 +320,33 @@ def test_smtp_down_never_reaches_scoring_and_the_digest_arrives_once_when_it_is_
     assert recipient.last_error == "" and recipient.cursor == AlertEvent.objects.get().id
 
 
+class Killed(BaseException):
+    """The worker dies (SIGKILL) right after the SMTP server accepted the e-mail."""
+
+
+def test_a_sender_killed_after_sending_sends_again_next_window_at_least_once(smtp, monkeypatch):
+    AlertRecipient.objects.create(email="sales@example.com")
+    ingest(purchase(1, "ann@example.com"))
+    due = last_alert_time() + timedelta(seconds=GATHER)
+    send = mail._send
+
+    def send_then_die(address, digest):
+        send(address, digest)
+        raise Killed
+
+    # Given a sender killed between the send and the cursor's update,
+    monkeypatch.setattr(mail, "_send", send_then_die)
+    with pytest.raises(Killed):
+        mail.digests_send(now=due)
+    monkeypatch.setattr(mail, "_send", send)
+    assert len(smtp.messages) == 1 and AlertRecipient.objects.get().cursor == 0
+    # when the next worker runs: nothing within the window (it was claimed), the same alert after it.
+    assert mail.digests_send(now=due + timedelta(seconds=WINDOW - 1)) == 0
+    assert mail.digests_send(now=due + timedelta(seconds=WINDOW)) == 1
+    assert [m["Subject"] for m in smtp.messages] == ["[TargetGrid] ann@example.com entered MQL"] * 2
+    assert AlertRecipient.objects.get().cursor == AlertEvent.objects.get().id
+
+
 def test_two_concurrent_senders_send_one_email(smtp, monkeypatch):
     # (MariaDB/PostgreSQL: the row lock; SQLite: its IMMEDIATE transactions serialise the two)
     AlertRecipient.objects.create(email="sales@example.com")
