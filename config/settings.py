@@ -366,7 +366,36 @@ TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_SENDER_MAX_S
 TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS", 300)
 
 
-# E-mail alerts (realtime/mail.py)
+# E-mail alerts (realtime/mail.py). SMTP when EMAIL_HOST is set; otherwise the console backend
+# (each e-mail printed on the server's stdout), so a laptop sees its alerts without a mail server.
+# EMAIL_BACKEND overrides both: a dotted path, or smtp / console / file (under DATA_DIR/mail) / locmem / dummy.
+EMAIL_HOST = env("EMAIL_HOST", "")
+_EMAIL_BACKENDS = {name: f"django.core.mail.backends.{name}.EmailBackend"
+                   for name in ("smtp", "console", "filebased", "locmem", "dummy")}
+_EMAIL_BACKENDS["file"] = _EMAIL_BACKENDS["filebased"]
+EMAIL_BACKEND = env("EMAIL_BACKEND", "smtp" if EMAIL_HOST else "console")
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(EMAIL_BACKEND, EMAIL_BACKEND)
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS (STARTTLS, port 587) and EMAIL_USE_SSL (port 465).")
+EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+# Seconds before an SMTP connect/read gives up (Django's default is to wait forever).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "TargetGrid <targetgrid@localhost>")
+# Links in e-mails point here (the address people open the pages at).
+TARGETGRID_PUBLIC_URL = env("TARGETGRID_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# At most one e-mail per recipient per this many seconds: alerts arriving meanwhile wait for the
+# next digest. The first alert after a quiet period waits TARGETGRID_ALERT_GATHER_SECONDS, so a
+# burst (a rescore moving many leads) becomes one digest instead of one alert and one digest.
+TARGETGRID_ALERT_DIGEST_SECONDS = env_int("TARGETGRID_ALERT_DIGEST_SECONDS", 60)
+TARGETGRID_ALERT_GATHER_SECONDS = env_int("TARGETGRID_ALERT_GATHER_SECONDS", 5)
+# Digests are sent off the scoring workers, beside the webhook sender (queue "outbound"); the
+# pattern goes first because Celery takes the first matching route.
+CELERY_TASK_ROUTES = {"realtime.mail_*": {"queue": "outbound"}, **CELERY_TASK_ROUTES}
 
 
 # The lead stages are admin-managed rows (scoring.Stage, scoring.StageSettings; /admin/scoring/stage/,

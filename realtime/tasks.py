@@ -4,7 +4,7 @@ from django.db import OperationalError
 
 from config.transport import task
 
-from . import alerts, outbound
+from . import alerts, mail, outbound
 from .broadcast import broadcast_leaderboard
 
 
@@ -35,3 +35,12 @@ def alerts_sweep() -> None:
 def deliveries_send() -> None:
     """Send due webhook deliveries (realtime.outbound); the rows are the source of truth."""
     outbound.deliveries_send_single_flight()
+
+
+# --- E-mail alert digests (realtime/mail.py): queue "outbound" (CELERY_TASK_ROUTES), never the
+# scoring workers; in the embedded mode a thread of its own, so an SMTP server that hangs (up to
+# EMAIL_TIMEOUT) never holds up the serial worker that scores.
+@task("realtime.mail_digests", reliable=True, long_running=True)
+def mail_digests() -> None:
+    """Send the e-mail digests that are due (idempotent: a recipient's window is claimed under its row lock)."""
+    mail.digests_send()
