@@ -1,0 +1,32 @@
+"""Read-only APIs: recent alerts (domain events) and webhook deliveries, newest first, paginated
+as every list of the API (config/pagination.py); bad filters are a 400 naming the field."""
+
+from rest_framework.views import APIView
+
+from config.pagination import paginate
+
+from .selectors import alert_list, delivery_list
+from .serializers import (
+    AlertListQuerySerializer,
+    AlertOutputSerializer,
+    DeliveryListQuerySerializer,
+    DeliveryOutputSerializer,
+)
+
+
+class AlertListApi(APIView):
+    def get(self, request):
+        query = AlertListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        alerts = alert_list(kind=filters["kind"], lead_id=filters["lead"], stage=filters["stage"], since=filters["since"])
+        return paginate(request, self, alerts, AlertOutputSerializer)
+
+
+class DeliveryListApi(APIView):
+    def get(self, request):
+        query = DeliveryListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        deliveries = delivery_list(status=filters["status"], endpoint_id=filters["endpoint"], kind=filters["kind"])
+        return paginate(request, self, deliveries, DeliveryOutputSerializer)
