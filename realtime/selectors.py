@@ -8,7 +8,7 @@ from scoring.models import AlertEvent, Stage
 
 from .models import WebhookDelivery, WebhookEndpoint
 
-ALERT_FIELDS = ("id", "uid", "kind", "stage", "payload", "dispatched", "created_at", "lead__id", "lead__email", "lead__name")
+ALERT_FIELDS = ("id", "uid", "kind", "stage", "payload", "dispatched", "created_at", "lead__id", "lead__email", "lead__first_name", "lead__last_name")
 DELIVERY_FIELDS = (
     "id", "msg_id", "kind", "status", "attempts", "next_attempt_at", "last_status_code", "last_error", "created_at",
     "delivered_at", "endpoint__id", "endpoint__name", "endpoint__url", "endpoint__status", "alert__id", "alert__uid",
