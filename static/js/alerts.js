@@ -7,10 +7,10 @@
  *   {type: "alerts.created", total: 1000, alerts: [{kind, uid, lead_id, email, name, stage, score,
  *    from_stage, to_stage, direction, threshold, cause, endpoint: {id, name}}, ... at most 50]}
  *
- * A stack of at most MAX_VISIBLE toasts (role=status in the polite live region), newest at the
+ * A stack of at most maxVisible() toasts (3, or 2 on a phone) (role=status in the polite live region), newest at the
  * bottom; the alerts of one lead in one frame make one toast (a stage change wins over a score
  * crossing); whatever does not fit is counted in a single "+N more alerts" toast that links to the
- * Alerts page. So a burst of 1,000 alerts adds at most MAX_VISIBLE + 1 nodes. Each toast leaves
+ * Alerts page. So a burst of 1,000 alerts adds at most maxVisible() + 1 nodes. Each toast leaves
  * after TIMEOUT_MS (paused while hovered or focused) or with its dismiss button.
  * DOM is built with textContent only (frame values are never parsed as HTML).
  */
@@ -20,7 +20,10 @@
   var Live = window.TargetGridLive;
   if (!Live) return;
 
-  var MAX_VISIBLE = 3;
+  // Three on a laptop, two on a phone (the stack must leave the page usable).
+  function maxVisible() {
+    return window.matchMedia && window.matchMedia('(max-width: 640px)').matches ? 2 : 3;
+  }
   var TIMEOUT_MS = 8000;
   var SEEN_LIMIT = 500;
 
@@ -194,12 +197,13 @@
     var alerts = Array.isArray(msg.alerts) ? msg.alerts : [];
     var items = perSubject(alerts);
     var beyondFrame = Math.max(0, (Number(msg.total) || alerts.length) - alerts.length);
-    // The newest MAX_VISIBLE subjects get a toast; older toasts make room.
-    var shown = items.slice(Math.max(0, items.length - MAX_VISIBLE));
+    // The newest subjects get a toast; older toasts make room.
+    var limit = maxVisible();
+    var shown = items.slice(Math.max(0, items.length - limit));
     var overflow = items.length - shown.length + beyondFrame;
     var place = region();
     shown.forEach(function (alert) {
-      while (visible.length >= MAX_VISIBLE) visible[0].dismiss();
+      while (visible.length >= limit) visible[0].dismiss();
       var toast = alertToast(alert);
       visible.push(toast);
       if (summary && summary.node.parentNode === place) place.insertBefore(toast.node, summary.node);
@@ -210,5 +214,5 @@
 
   Live.on('alerts.created', show);
 
-  window.TargetGridAlerts = { show: show, MAX_VISIBLE: MAX_VISIBLE, TIMEOUT_MS: TIMEOUT_MS };
+  window.TargetGridAlerts = { show: show, maxVisible: maxVisible, TIMEOUT_MS: TIMEOUT_MS };
 })(window, document);
