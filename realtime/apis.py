@@ -1,9 +1,10 @@
 """Read-only APIs: recent alerts (domain events) and webhook deliveries, newest first, paginated
 as every list of the API (config/pagination.py); bad filters are a 400 naming the field."""
 
+from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
-from config.pagination import paginate
+from config.pagination import paginate as paginate_list
 
 from .selectors import alert_list, delivery_list
 from .serializers import (
@@ -12,6 +13,14 @@ from .serializers import (
     DeliveryListQuerySerializer,
     DeliveryOutputSerializer,
 )
+
+
+def paginate(request, view, queryset, serializer_class):
+    try:
+        return paginate_list(request, view, queryset, serializer_class)
+    except NotFound as exc:  # a page past the end: the 404 names the field
+        exc.field = "page"
+        raise
 
 
 class AlertListApi(APIView):

@@ -16,14 +16,19 @@ class BoundedDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(_("a date and time between years 2 and 9998, e.g. 2026-11-29T21:00:00Z"))
 
 
-class AlertListQuerySerializer(serializers.Serializer):
+class PageQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(required=False, min_value=1, max_value=10**9)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500)
+
+
+class AlertListQuerySerializer(PageQuerySerializer):
     kind = serializers.ChoiceField(required=False, allow_blank=True, default="", choices=AlertKind.values)
     lead = serializers.UUIDField(required=False, allow_null=True, default=None)
     stage = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     since = BoundedDateTimeField(required=False, allow_null=True, default=None)
 
 
-class DeliveryListQuerySerializer(serializers.Serializer):
+class DeliveryListQuerySerializer(PageQuerySerializer):
     status = serializers.ChoiceField(required=False, allow_blank=True, default="", choices=DeliveryStatus.values)
     endpoint = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=2**63 - 1)
     kind = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)

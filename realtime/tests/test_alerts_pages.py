@@ -218,6 +218,9 @@ def test_api_alerts_filters(api, crossings):
     ({"since": "0001-01-01T00:00:00+05:00"}, "since"),
     ({"since": "9999-12-31T23:59:59-05:00"}, "since"),
     ({"stage": "x" * 65}, "stage"),
+    ({"page": "abc"}, "page"),
+    ({"page": "0"}, "page"),
+    ({"page_size": "501"}, "page_size"),
 ])
 def test_api_alerts_bad_filters_name_the_field(api, params, field):
     response = api.get("/api/alerts", params)
@@ -248,6 +251,13 @@ def test_api_deliveries_bad_filters_name_the_field(api, params, field):
     response = api.get("/api/webhook-deliveries", params)
     assert response.status_code == 400
     assert list(response.json()["errors"]) == [field]
+
+
+@pytest.mark.parametrize("path", ["/api/alerts", "/api/webhook-deliveries"])
+def test_a_page_past_the_end_is_a_404_naming_page(api, path):
+    response = api.get(path, {"page": 99})
+    assert response.status_code == 404
+    assert list(response.json()["errors"]) == ["page"]
 
 
 @pytest.mark.parametrize("path", ["/api/alerts", "/api/webhook-deliveries"])
