@@ -14,6 +14,7 @@ api_patterns = [
     path("", include("leads.urls")),
     path("", include("events.urls")),
     path("", include("scoring.urls")),
+    path("", include("realtime.urls")),
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -32,4 +33,5 @@ urlpatterns = [
     path("", include("leads.urls_pages")),
     path("", include("events.urls_pages")),
     path("", include("scoring.urls_pages")),
+    path("", include("realtime.urls_pages")),
 ]

@@ -15,3 +15,4 @@ class RealtimeConfig(AppConfig):
         transport.listen("import.progress", broadcast.on_import_progress)
         transport.listen("rescore.progress", broadcast.on_rescore_progress)
         transport.listen("alerts.created", alerts.on_alerts_created)
+        transport.listen("deliveries.updated", broadcast.on_deliveries_updated)

@@ -197,5 +197,83 @@ def on_rescore_progress(payload: dict) -> None:
     broadcast_rescore_progress(payload)
 
 
+# An alerts / deliveries frame carries at most this many items and the ``total``: a rescore that moves
+# 10,000 leads in one transaction is one small message per page, not megabytes per open socket (the
+# toast says "+N more", the Alerts page re-reads its table when ``total`` exceeds what came).
+FRAME_ITEMS_LIMIT = 50
+
+
+def _endpoint_of(data: dict) -> dict | None:
+    endpoint = data.get("endpoint")
+    if isinstance(endpoint, dict):
+        return {key: endpoint.get(key) for key in ("id", "name") if endpoint.get(key) is not None} or None
+    if data.get("endpoint_id") is not None or endpoint:
+        return {"id": data.get("endpoint_id"), "name": data.get("endpoint_name") or (endpoint and str(endpoint)) or ""}
+    return None
+
+
+def alert_item(payload: dict) -> dict:
+    """What a page needs of one alert (the webhook body, docs/stages-and-alerts.md), without Nones."""
+    data = payload.get("data") or {}
+    lead = data.get("lead") or {}
+    item = {
+        "kind": payload.get("type"),
+        "uid": payload.get("id"),
+        "timestamp": payload.get("timestamp"),
+        "lead_id": lead.get("id"),
+        "email": lead.get("email"),
+        "name": lead.get("name"),
+        "stage": lead.get("stage"),
+        "score": lead.get("score"),
+        "from_stage": data.get("from_stage"),
+        "to_stage": data.get("to_stage"),
+        "direction": data.get("direction"),
+        "threshold": data.get("threshold"),
+        "previous_score": data.get("previous_score"),
+        "cause": data.get("cause"),
+        "endpoint": _endpoint_of(data),
+    }
+    return {key: value for key, value in item.items() if value is not None}
+
+
 def broadcast_alerts(payloads: list[dict]) -> None:
-    """Toasts: the alerts of one transaction to every open page (group ``alerts``). TO BE BUILT (helper D)."""
+    """Toasts: the alerts of one transaction to every open page -- one ``alerts.created`` message to
+    the group ``alerts`` per call, whatever the number of alerts (at most FRAME_ITEMS_LIMIT items,
+    plus ``total``). Called after commit by realtime.alerts.on_alerts_created."""
+    if not payloads:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {
+        "type": "alerts.created",
+        "total": len(payloads),
+        "alerts": [alert_item(payload) for payload in payloads[:FRAME_ITEMS_LIMIT]],
+    }
+    _send(layer, lambda: layer.group_send(groups.ALERTS, message))
+
+
+def broadcast_delivery_updates(deliveries: list[dict]) -> None:
+    """Webhook deliveries created or changed (status, attempts) -> the Alerts page, one
+    ``deliveries.updated`` message per call (group ``deliveries``). Each item: ``id``, ``endpoint_id``,
+    ``endpoint`` (name), ``kind``, ``status``, ``attempts``, ``last_status_code``, ``alert_uid``
+    (docs/stages-and-alerts.md, Pages). The page re-reads its deliveries table on it."""
+    if not deliveries:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    keys = ("id", "endpoint_id", "endpoint", "kind", "status", "attempts", "last_status_code", "alert_uid")
+    message = {
+        "type": "deliveries.updated",
+        "total": len(deliveries),
+        "deliveries": [
+            {key: (str(item[key]) if key in ("id", "alert_uid") else item[key]) for key in keys if item.get(key) is not None}
+            for item in deliveries[:FRAME_ITEMS_LIMIT]
+        ],
+    }
+    _send(layer, lambda: layer.group_send(groups.DELIVERIES, message))
+
+
+def on_deliveries_updated(deliveries: list[dict]) -> None:
+    broadcast_delivery_updates(deliveries)

@@ -1,6 +1,12 @@
 """WebSocket consumers: ``/ws/scores/`` (every score change + the leaderboard),
-``/ws/leads/<id>/`` (one lead), ``/ws/imports/<id>/`` and ``/ws/rescore/`` (rescore progress).
-Server-to-client only; frames are JSON objects with a ``type``."""
+``/ws/leads/<id>/`` (one lead), ``/ws/alerts/`` (the Alerts page: alerts and webhook deliveries),
+``/ws/imports/<id>/`` and ``/ws/rescore/`` (rescore progress).
+Server-to-client only; frames are JSON objects with a ``type``.
+
+The socket a page opens (templates/base.html ``data-ws-url``: scores, one lead, or alerts) also
+joins the group ``alerts``, so every open operator page gets the ``alerts.created`` toasts on the
+socket it already has. The import and rescore sockets are second sockets of a page (or admin pages)
+and do not join it: a page would toast twice."""
 
 from __future__ import annotations
 
@@ -69,9 +75,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def rescore_progress(self, message):
         await self.send_json(message)
 
+    async def alerts_created(self, message):
+        # One frame per message, however many alerts (a burst is coalesced by the broadcast).
+        await self.send_json(message)
+
+    async def deliveries_updated(self, message):
+        await self.send_json(message)
+
 
 class ScoresConsumer(LiveConsumer):
-    group_names = [groups.EVENTS, groups.LEADERBOARD]
+    group_names = [groups.EVENTS, groups.LEADERBOARD, groups.ALERTS]
 
     async def on_accepted(self) -> None:
         await self.send_json(await database_sync_to_async(leaderboard_payload)())
@@ -85,7 +98,7 @@ class LeadConsumer(LiveConsumer):
             return None
         # Marked before joining: the broadcast skips lead groups that nobody watches.
         await groups.lead_watch(lead_id)
-        return [groups.lead_group(lead_id)]
+        return [groups.lead_group(lead_id), groups.ALERTS]
 
     async def on_accepted(self) -> None:
         self.watching = asyncio.create_task(self._keep_watching(self.scope["url_route"]["kwargs"]["lead_id"]))
@@ -100,6 +113,12 @@ class LeadConsumer(LiveConsumer):
         if watching is not None:
             watching.cancel()
         await super().disconnect(code)
+
+
+class AlertsConsumer(LiveConsumer):
+    """The Alerts page: new alerts (also its toasts) and webhook delivery status changes."""
+
+    group_names = [groups.ALERTS, groups.DELIVERIES]
 
 
 class RescoreConsumer(LiveConsumer):

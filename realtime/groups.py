@@ -16,6 +16,8 @@ LEAD_WATCH_REFRESH_SECONDS = 60
 EVENTS = "events"
 LEADERBOARD = "leaderboard"
 RESCORE = "rescore"  # progress of every rescore job (the admin's progress page)
+ALERTS = "alerts"  # domain events (toasts): joined by every operator page's socket
+DELIVERIES = "deliveries"  # webhook delivery status changes: joined by the Alerts page only
 
 
 def lead_group(lead_id) -> str:

@@ -7,4 +7,5 @@ websocket_urlpatterns = [
     path("ws/leads/<uuid:lead_id>/", consumers.LeadConsumer.as_asgi()),
     path("ws/imports/<int:import_id>/", consumers.ImportConsumer.as_asgi()),
     path("ws/rescore/", consumers.RescoreConsumer.as_asgi()),
+    path("ws/alerts/", consumers.AlertsConsumer.as_asgi()),
 ]

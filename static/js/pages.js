@@ -3,7 +3,7 @@
  * beyond live.js and charts.js, which base.html loads first).
  *
  * Each page is picked by its <body> class (page-dashboard, page-leads, page-lead,
- * page-leaderboard, page-events). Live frames come through TargetGridLive.on(...); when a frame
+ * page-leaderboard, page-events, page-alerts). Live frames come through TargetGridLive.on(...); when a frame
  * does not carry everything a region shows, the region is re-fetched: the page's own URL is
  * fetched again and the elements marked data-region="name" are swapped in. After a reconnect
  * every live region is re-fetched, so nothing missed while offline stays missing.
@@ -472,6 +472,31 @@
     Live.on('reconnected', schedule);
   }
 
+  // The Alerts page: both tables are re-read (first page only) and the new rows flash; a frame
+  // carries at most 50 items, the table is the truth (filters, paging, server formatting).
+  function alertsPage() {
+    function refresher(name, rowSelector, keyOf) {
+      return function () {
+        var region = $('[data-region="' + name + '"]');
+        if (!region || region.getAttribute('data-live-page') !== '1') return;
+        var seen = {};
+        $all(rowSelector, region).forEach(function (row) { seen[keyOf(row)] = true; });
+        refreshRegions([name]).then(function () {
+          $all('[data-region="' + name + '"] ' + rowSelector).forEach(function (row) {
+            if (!seen[keyOf(row)]) Live.flash(row);
+          });
+        });
+      };
+    }
+    var alerts = debounce(refresher('alerts', 'tr[data-alert-uid]', function (row) { return row.getAttribute('data-alert-uid'); }), 300, 1200);
+    var deliveries = debounce(refresher('deliveries', 'tr[data-delivery-id]', function (row) {
+      return row.getAttribute('data-delivery-id') + '|' + row.getAttribute('data-status');
+    }), 1000, 3000);
+    Live.on('alerts.created', function () { alerts(); deliveries(); });
+    Live.on('deliveries.updated', deliveries);
+    Live.on('reconnected', function () { alerts(); deliveries(); });
+  }
+
   function init() {
     $all('select[data-autosubmit]').forEach(function (select) {
       select.addEventListener('change', function () {
@@ -485,6 +510,7 @@
     if (classes.contains('page-lead')) leadPage();
     if (classes.contains('page-leads')) leadsPage();
     if (classes.contains('page-events')) eventsPage();
+    if (classes.contains('page-alerts')) alertsPage();
   }
 
   window.TargetGridPages = { refreshRegions: refreshRegions, applyLeaderRows: applyLeaderRows, debounce: debounce };
