@@ -328,6 +328,7 @@ def test_lead_page_and_leaderboard_follow_a_posted_event_without_reload(admin_pa
     wait_live(board)
     row = board.locator(f"[data-leaders] tr[data-lead-id='{lead['id']}']")
     expect(row.locator("[data-score-value]")).to_have_text("20")
+    expect(lead_page.locator("[data-lead-stage]")).to_have_text("Cold")  # the stored stage (Cold < 40)
     mark_no_reload(lead_page)
     mark_no_reload(board)
 
@@ -337,6 +338,10 @@ def test_lead_page_and_leaderboard_follow_a_posted_event_without_reload(admin_pa
     lead_latency = time.monotonic() - started
     expect(row.locator("[data-score-value]")).to_have_text("70", timeout=5000)
     board_latency = time.monotonic() - started
+    # The stage badge follows the frame's stage (40 <= Warm < 100), in the stage's colour.
+    expect(lead_page.locator("[data-lead-stage]")).to_have_text("Warm", timeout=5000)
+    expect(lead_page.locator("[data-lead-stage]")).to_have_class(re.compile(r"badge--stage-\w+"))
+    expect(row.locator("[data-stage]")).to_have_text("Warm", timeout=5000)
     # Figures for the closing note, not a pass/fail threshold (timings belong to the benchmark).
     print(f"\nPOST -> lead page score {lead_latency * 1000:.0f} ms, -> leaderboard {board_latency * 1000:.0f} ms")
 

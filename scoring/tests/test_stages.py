@@ -37,6 +37,7 @@ from scoring.models import (
 )
 from scoring.rescoring import (
     _rescore_batch,
+    rescore_job_ensure,
     rescore_job_run,
     rescore_job_start,
     rescore_jobs_resume,
@@ -457,3 +458,24 @@ def test_the_engine_stage_set_orders_and_crosses():
                              score_thresholds=(50, 150))
     assert stages.stage_of(score=45, fit_score=0) == "Warm" and stages.stage_of(score=0, fit_score=30) == "ICP"
     assert stages.crossings(previous=160, new=10) == [(150, "down"), (50, "down")]
+
+
+def test_score_changed_frames_carry_the_leads_stage_after_the_transaction(django_capture_on_commit_callbacks):
+    # Given a Cold lead, when one batch takes it from 5 to 55 and then 105 (two frames),
+    ingest(django_capture_on_commit_callbacks, event_payload("pv-1"))
+    with django_capture_on_commit_callbacks(execute=False):
+        event_ingest(items=[event_payload("d-1", event_type="DEMO_REQUEST", minutes=1),
+                            event_payload("d-2", event_type="DEMO_REQUEST", minutes=2)], source="test")
+    ids = list(Event.objects.filter(event_id__in=["d-1", "d-2"]).values_list("id", flat=True))
+    result = events_process(event_ids=ids)
+    # then every frame says the stage the lead is in once the transaction commits (the pages' badge).
+    assert [(frame["new_score"], frame["stage"]) for frame in result.changes] == [(55, "MQL"), (105, "MQL")]
+
+
+def test_a_restage_job_is_never_taken_for_a_rescore_of_the_same_version_number():
+    # Given an unfinished restage job whose stage-settings version equals the current rules version,
+    restage = restage_job_start(version=1, send=False)
+    # when the rescore command asks for the job to run, then it gets a rescore job, not the restage.
+    job, created = rescore_job_ensure(actor="cli")
+    assert created and job.kind == RescoreKind.RESCORE and job.pk != restage.pk
+    assert RescoreJob.objects.get(pk=restage.pk).status == "queued"
