@@ -87,8 +87,22 @@ def ensure_default_rules():
     for event_type, points, description in defaults:
         ScoringRule.objects.get_or_create(event_type=event_type, defaults={"points": points, "description": description})
     publish_draft_if_unpublished()
+    ensure_default_stages()
     for event_name, event_type in import_module("events.migrations.0003_default_segment_mappings").DEFAULT_MAPPINGS:
         SegmentEventMapping.objects.get_or_create(event_name=event_name, defaults={"event_type": event_type})
+
+
+def ensure_default_stages():
+    """The stages migration 0009 seeds (Cold < 40 <= Warm < 100 <= MQL < 300 <= SQL), when a flush removed them."""
+    from importlib import import_module
+
+    from scoring.models import Stage, StageSettings
+
+    if StageSettings.objects.exists():
+        return
+    for position, (name, threshold, color) in enumerate(import_module("scoring.migrations.0009_default_stages").DEFAULT):
+        Stage.objects.get_or_create(name=name, defaults={"position": position * 10, "min_score": threshold, "color": color})
+    StageSettings.objects.get_or_create(pk=1, defaults={"version": 1, "score_thresholds": []})
 
 
 def publish_draft_if_unpublished():
