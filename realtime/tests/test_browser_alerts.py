@@ -121,8 +121,11 @@ def test_the_alerts_page_lists_alerts_and_gets_new_ones_live(sized_page, server)
     expect(rows.nth(1)).to_contain_text("Cold → Warm")
     # the page toasts it too (one toast),
     expect(page.locator("[data-alert-toast]")).to_have_count(1)
-    # and nothing scrolls sideways.
+    # and nothing scrolls sideways: the lead, stage and score columns are on screen.
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    for cell in (rows.first.locator("a"), rows.first.locator("[data-stage-cell]"), rows.first.locator("td.num")):
+        box = cell.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"] + 0.5, box
     assert_not_reloaded(page)
     shot(page, f"21-alerts-page-{page.size_name}")
     assert page.errors == []
