@@ -224,7 +224,10 @@ def _item(kind: str, stage: str, payload: dict, created_at) -> dict:
     if kind == AlertKind.ENDPOINT_PAUSED:
         endpoint = data.get("endpoint") if isinstance(data.get("endpoint"), dict) else {}
         name = _one_line(endpoint.get("name") or endpoint.get("url") or data.get("name") or "an endpoint")
-        reason = _one_line(data.get("reason") or endpoint.get("status_reason") or "", 300)
+        failures = data.get("failures")
+        reason = _one_line(data.get("reason") or data.get("last_error") or endpoint.get("status_reason") or "", 300)
+        if isinstance(failures, int) and not isinstance(failures, bool):
+            reason = f"{failures} consecutive failures" + (f"; last: {reason}" if reason else "")
         url = _url("admin:realtime_webhookendpoint_change", endpoint["id"]) if endpoint.get("id") else \
             _url("admin:index")
         return {"kind": kind, "operator": True, "created_at": created_at, "url": url, "lead": None,

@@ -257,7 +257,7 @@ def test_an_endpoint_paused_notice_reaches_every_recipient(smtp):
         kind=AlertKind.ENDPOINT_PAUSED, created_at=timezone.now(),
         payload={"id": "x", "type": "endpoint.paused", "timestamp": "", "data": {
             "endpoint": {"id": 7, "name": "CRM\nsync", "url": "https://crm.example.com/hook"},
-            "reason": "5 consecutive failures: HTTP 500"}},
+            "failures": 5, "last_error": "HTTP 500"}},  # what realtime.outbound writes when it pauses one
     )
     assert mail.digests_send(now=notice.created_at + timedelta(seconds=GATHER)) == 0  # not dispatched yet
     alerts.alerts_dispatch()
@@ -265,7 +265,7 @@ def test_an_endpoint_paused_notice_reaches_every_recipient(smtp):
     assert mail.digests_send(now=notice.created_at + timedelta(seconds=GATHER)) == 2
     assert sorted(m["To"] for m in smtp.messages) == ["default@example.com", "sql@example.com"]
     assert {m["Subject"] for m in smtp.messages} == {"[TargetGrid] Webhook endpoint CRM sync paused"}
-    assert "5 consecutive failures: HTTP 500" in text_of(smtp.messages[0])
+    assert "5 consecutive failures; last: HTTP 500" in text_of(smtp.messages[0])
 
 
 def test_the_cursor_never_passes_an_alert_not_dispatched_yet(smtp):
