@@ -252,13 +252,15 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # started without -Q consumes all of them (a laptop, one worker); production runs scoring workers
 # (-Q scoring,realtime,celery: `make worker`) and import workers (-Q imports: `make worker-imports`).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue(name) for name in ("scoring", "imports", "realtime", "celery")]
+CELERY_TASK_QUEUES = [Queue(name) for name in ("scoring", "imports", "realtime", "celery", "outbound")]
 CELERY_TASK_ROUTES = {
     # Long jobs share the imports workers, so they never hold up scoring.
     "scoring.rescore_run": {"queue": "imports"},
     "scoring.decay_refresh": {"queue": "imports"},
     "scoring.*": {"queue": "scoring"},
     "events.import*": {"queue": "imports"},
+    # Outbound webhooks wait on receivers: their own workers (`make worker-outbound`).
+    "realtime.deliveries_send": {"queue": "outbound"},
     "realtime.*": {"queue": "realtime"},
 }
 # A publish must not hang a request when the broker is down: the event row is already stored
@@ -335,6 +337,32 @@ TARGETGRID_LEADERBOARD_INTERVAL = env_int("TARGETGRID_LEADERBOARD_INTERVAL", 1)
 # --- Stages and alerts (docs/stages-and-alerts.md) ----------------------------------------------
 
 # Outbound webhooks (realtime/outbound.py)
+# Per-request timeout (connect at most 5 s; each read this long). A sender claims a row for this
+# plus 30 s: a sender killed mid-request loses it then, and the row is sent again (same webhook-id).
+TARGETGRID_WEBHOOK_TIMEOUT_SECONDS = env_int("TARGETGRID_WEBHOOK_TIMEOUT_SECONDS", 10)
+TARGETGRID_WEBHOOK_CLAIM_MARGIN_SECONDS = env_int("TARGETGRID_WEBHOOK_CLAIM_MARGIN_SECONDS", 30)
+# Retries: base * factor ** (n - 1) seconds after failed attempt n, jitter x[0.8, 1.2], at most the
+# cap; the later of that and the receiver's Retry-After (bounded). After MAX_ATTEMPTS: failed.
+TARGETGRID_WEBHOOK_RETRY_BASE_SECONDS = env_int("TARGETGRID_WEBHOOK_RETRY_BASE_SECONDS", 5)
+TARGETGRID_WEBHOOK_RETRY_FACTOR = env_int("TARGETGRID_WEBHOOK_RETRY_FACTOR", 4)
+if TARGETGRID_WEBHOOK_RETRY_FACTOR < 2:
+    raise ImproperlyConfigured("TARGETGRID_WEBHOOK_RETRY_FACTOR must be at least 2 (delays must grow)")
+TARGETGRID_WEBHOOK_RETRY_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600)
+TARGETGRID_WEBHOOK_RETRY_AFTER_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_RETRY_AFTER_MAX_SECONDS", 24 * 3600)
+TARGETGRID_WEBHOOK_MAX_ATTEMPTS = env_int("TARGETGRID_WEBHOOK_MAX_ATTEMPTS", 8)
+# This many failed attempts in a row (any deliveries) pause an endpoint and tell the operator.
+TARGETGRID_WEBHOOK_PAUSE_AFTER = env_int("TARGETGRID_WEBHOOK_PAUSE_AFTER", 10)
+# After "Rotate secret" the old secret signs too (two signatures) for this long.
+TARGETGRID_WEBHOOK_ROTATION_OVERLAP_HOURS = env_int("TARGETGRID_WEBHOOK_ROTATION_OVERLAP_HOURS", 24)
+# A sender's requests in flight (threads), at most this many to one endpoint, and how long one
+# sender task runs before it hands over (a wake-up or the sweep starts the next).
+TARGETGRID_WEBHOOK_SENDER_THREADS = env_int("TARGETGRID_WEBHOOK_SENDER_THREADS", 16)
+TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY = env_int("TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS", 60)
+# A sender schedules its own wake-up for the next retry due within this long; later ones are
+# found by the periodic alerts sweep (a countdown longer than the broker's visibility timeout
+# would run twice).
+TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS", 300)
 
 
 # E-mail alerts (realtime/mail.py)

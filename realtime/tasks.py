@@ -4,7 +4,7 @@ from django.db import OperationalError
 
 from config.transport import task
 
-from . import alerts
+from . import alerts, outbound
 from .broadcast import broadcast_leaderboard
 
 
@@ -26,3 +26,12 @@ def alerts_dispatch() -> None:
 @task("realtime.alerts_sweep", reliable=True)
 def alerts_sweep() -> None:
     alerts.alerts_sweep()
+
+
+# Its own queue ("outbound", CELERY_TASK_ROUTES): a receiver that hangs holds an outbound worker,
+# never a scoring slot. long_running: in the embedded mode it runs in a thread of its own instead of
+# holding up the serial worker; single flight per process (a wake-up meanwhile makes it look again).
+@task("realtime.deliveries_send", reliable=True, long_running=True)
+def deliveries_send() -> None:
+    """Send due webhook deliveries (realtime.outbound); the rows are the source of truth."""
+    outbound.deliveries_send_single_flight()
