@@ -64,13 +64,17 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--outbound-workers", type=int, default=1, help="workers of the outbound queue (the sender)")
     p.add_argument("--outbound-concurrency", type=int, default=1)
+    p.add_argument("--outbound-nice", type=int, default=0,
+                   help="run the outbound workers under `nice -n N` (they then yield the CPU to scoring)")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=4)
     p.add_argument("--no-beat", action="store_true", help="do not start celery beat (the periodic sweeps)")
     p.add_argument("--hang-seconds", type=float, default=60.0, help="how long the hanging receiver sleeps")
     p.add_argument("--hang-observe", type=float, default=15.0,
                    help="seconds to watch the hanging endpoint after scoring finished")
-    p.add_argument("--delivery-timeout", type=float, default=150.0, help="max seconds to wait for deliveries")
+    p.add_argument("--delivery-timeout", type=float, default=600.0, help="max seconds to wait for deliveries")
+    p.add_argument("--stall-seconds", type=float, default=30.0,
+                   help="stop waiting for deliveries when none arrived for this long")
     p.add_argument("--drain-timeout", type=float, default=120.0)
     p.add_argument("--allow-any-db", action="store_true")
     p.add_argument("--keep", action="store_true")
@@ -232,6 +236,7 @@ async def run_mode(mode: str, round_no: int, args, ctx) -> dict:
     cpu_before, client_before = stack.cpu_seconds(), time.process_time()
     print(f"  round {round_no} {mode:<9}: {args.crossings} leads cross MQL ({len(events)} events, "
           f"{len(endpoints)} endpoint(s)) ...", flush=True)
+    sent_wall = time.time()
     await client.send_batches(api, batches, args.clients, log)
     done = await drain(listener, log, len(events), db, api, tag, args.drain_timeout)
     cpu_scoring = stack.cpu_seconds()
@@ -251,16 +256,24 @@ async def run_mode(mode: str, round_no: int, args, ctx) -> dict:
     # Deliveries: wait until every healthy endpoint got every MQL crossing (or the timeout).
     expected = 0
     deadline = scored_at + args.delivery_timeout
+    progress, progress_at, last_print = -1, time.perf_counter(), time.perf_counter()
     while True:
         recorded = await asyncio.to_thread(crossings_recorded, db, tag)
         expected = recorded["mql_alerts"]
         healthy = [e for e in endpoints if e["kind"] == "fast"]
         got = [(await receiver.stats(e["name"]))["unique"] for e in healthy]
+        now = time.perf_counter()
+        if sum(got) != progress:
+            progress, progress_at = sum(got), now
         if all(g >= expected for g in got) and (not any(e["kind"] == "hang" for e in endpoints)
-                                                 or time.perf_counter() - scored_at >= args.hang_observe):
+                                                 or now - scored_at >= args.hang_observe):
             break
-        if time.perf_counter() > deadline:
+        if now > deadline or (healthy and now - progress_at > args.stall_seconds):
+            result["delivery_wait_stopped"] = "timeout" if now > deadline else "stalled"
             break
+        if healthy and now - last_print > 30:
+            last_print = now
+            print(f"    deliveries so far: {got} of {expected} each, {now - scored_at:.0f}s after scoring", flush=True)
         await asyncio.sleep(1.0)
     delivered_at = time.perf_counter()
     await asyncio.sleep(2.0)  # a doubled delivery, if any, has a chance to show up
@@ -276,7 +289,11 @@ async def run_mode(mode: str, round_no: int, args, ctx) -> dict:
     for e in endpoints:
         stats = await receiver.stats(e["name"], ids=True)
         rec = await asyncio.to_thread(deliveries_recorded, db, e["name"], ids=True)
-        receipt_ids = set(stats.pop("ids"))
+        receipts = stats.pop("ids")
+        receipt_ids = set(receipts)
+        if receipts:  # deliveries per second, from the first event sent to the last first receipt
+            last = max(min(times) for times in receipts.values())
+            stats["deliveries_per_s"] = round(len(receipts) / max(1e-9, last - sent_wall), 1)
         row_ids = set(rec.pop("msg_ids", []))
         entry = {"kind": e["kind"], "receiver": stats, "rows": rec, "expected": expected,
                  "rows_total": len(row_ids), "received_not_in_rows": len(receipt_ids - row_ids),
@@ -344,7 +361,8 @@ def print_table(report: dict) -> None:
     print(f"machine: {m['cpus']} cpu ({m['cpu']}), Python {m['python']}, load {m['loadavg'][0]:.2f}")
     base = report["median_e2e"].get("none")
     header = (f"{'round':>5} {'mode':<9} {'events':>6} {'e2e/s':>6} {'/none':>6}  {'MQL alerts':>10}  "
-              f"{'delivered/expected':>18} {'dup':>4} {'bad sig':>7}  {'alert->receipt p50/p99 ms':>26}  rows / attempts / endpoint")
+              f"{'delivered/expected':>18} {'dup':>4} {'bad sig':>7}  {'alert->receipt p50/p99 ms':>26}  "
+              "rows / attempts / endpoint / rate")
     print(header)
     print("-" * len(header))
     for r in report["modes"]:
@@ -364,6 +382,7 @@ def print_table(report: dict) -> None:
             print(lead + f"{e['kind'] + ' ' + str(rec['unique']) + '/' + str(e['expected']):>18} {rec['duplicates']:>4} "
                   f"{rec['invalid']:>7}  {str(lat['p50']) + '/' + str(lat['p99']):>26}  "
                   f"{rows_.get('deliveries')} / {rows_.get('attempts')} / {(rows_.get('endpoint') or {}).get('status')}"
+                  f" / {rec.get('deliveries_per_s', '-')} deliveries/s"
                   + ("" if e.get("ok", True) else "   FAIL"))
     print("median e2e events/s per mode: " + ", ".join(f"{k} {v}" for k, v in report["median_e2e"].items())
           + ("; ratio to none: " + ", ".join(f"{k} {v}" for k, v in report["ratio_to_none"].items())
@@ -388,14 +407,16 @@ def main(argv=None) -> int:
     stack = stacks.start_prod(database_url=database_url, redis_url=redis_url, workers=args.workers,
                               concurrency=args.concurrency, web_workers=args.web_workers, web_threads=args.web_threads,
                               allow_any_db=args.allow_any_db, outbound_workers=args.outbound_workers,
-                              outbound_concurrency=args.outbound_concurrency, beat=not args.no_beat)
+                              outbound_concurrency=args.outbound_concurrency, outbound_nice=args.outbound_nice,
+                              beat=not args.no_beat)
     try:
         port = stacks.free_port(set())
         stack.procs.append(stacks._spawn("receiver", "receiver",
                                          [sys.executable, str(Path(__file__).with_name("receiver.py")), "--port", str(port)],
                                          stack.env, stack.workdir))
         stack.description["receiver"] = f"http://127.0.0.1:{port}"
-        stack.description["outbound"] = f"{args.outbound_workers} x celery -Q outbound -c {args.outbound_concurrency}"
+        stack.description["outbound"] = (f"{args.outbound_workers} x {'nice -n ' + str(args.outbound_nice) + ' ' if args.outbound_nice else ''}"
+                                         f"celery -Q outbound -c {args.outbound_concurrency}")
         report = asyncio.run(main_async(args, stack))
     finally:
         stacks.cleanup(stack, keep=args.keep)
