@@ -12,10 +12,13 @@ CONCURRENCY ?= 2
 QUEUES ?= scoring,realtime,celery
 IMPORT_QUEUES ?= imports
 IMPORT_CONCURRENCY ?= 1
+# Outbound webhooks wait on receivers: their own queue and worker (`make worker-outbound`); each
+# process sends from a pool of TARGETGRID_WEBHOOK_SENDER_THREADS threads.
+OUTBOUND_CONCURRENCY ?= 1
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker worker-imports beat prod bench bench-pages bench-rescore bench-alerts chaos seed migrate clean
+.PHONY: run test install install-dev install-prod web worker worker-imports worker-outbound beat prod bench bench-pages bench-rescore bench-alerts chaos seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,11 +74,14 @@ worker: install-prod
 worker-imports: install-prod
 	$(BIN)/celery -A config worker -l info -c $(IMPORT_CONCURRENCY) -Q $(IMPORT_QUEUES) -n imports@%h
 
+worker-outbound: install-prod
+	$(BIN)/celery -A config worker -l info -c $(OUTBOUND_CONCURRENCY) -Q outbound -n outbound@%h
+
 beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule
 
 ## The whole production set under supervisord (deploy/supervisord.conf): gunicorn (API, :$(PORT)),
-## daphne (WebSockets, :$(WS_PORT)), $(CELERY_WORKERS) scoring workers, one import worker, beat; each restarted whenever it exits.
+## daphne (WebSockets, :$(WS_PORT)), $(CELERY_WORKERS) scoring workers, one import worker, one outbound webhook worker, beat; each restarted whenever it exits.
 ## Needs DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS (TARGETGRID_ENV=production).
 ## WORKERS is gunicorn's -w (as in `make web`); CELERY_WORKERS the number of Celery worker processes.
 CELERY_WORKERS ?= 2

@@ -250,7 +250,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Queues by kind, so two big imports cannot hold every worker slot while scoring waits. A worker
 # started without -Q consumes all of them (a laptop, one worker); production runs scoring workers
-# (-Q scoring,realtime,celery: `make worker`) and import workers (-Q imports: `make worker-imports`).
+# (-Q scoring,realtime,celery: `make worker`), import workers (-Q imports: `make worker-imports`) and
+# outbound webhook senders (-Q outbound: `make worker-outbound`).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("scoring", "imports", "realtime", "celery", "outbound")]
 CELERY_TASK_ROUTES = {

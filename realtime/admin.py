@@ -27,7 +27,7 @@ class WebhookEndpointForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:  # never shown again: the field only replaces it when filled
-            self.fields["secret"].initial = ""
+            self.initial["secret"] = ""
             self.fields["secret"].help_text = "Leave blank to keep the current secret (use Rotate secret to change it with an overlap)."
 
     def clean_url(self):

@@ -39,6 +39,7 @@ import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Min, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from config import transport
@@ -378,15 +379,33 @@ def _claim(*, limit: int, in_flight: dict[int, int], delivery_ids=None) -> list[
 
 
 def _send(job: _Job) -> Result:
-    headers = headers_sign(secrets=job.secrets, msg_id=job.msg_id, body=job.body, now=timezone.now())
+    now = timezone.now()
+    try:
+        headers = headers_sign(secrets=job.secrets, msg_id=job.msg_id, body=job.body, now=now)
+    except ValueError as exc:  # a malformed secret stored outside the admin: a failed attempt, visible
+        return Result(AttemptOutcome.CONNECTION, None, 0, "", _clean(f"cannot sign: {exc}", ERROR_CHARS), None, now)
     return http_post(url=job.url, headers=headers, body=job.body)
 
 
-def _record(job: _Job, result: Result) -> None:
-    """Write one attempt's outcome: the attempt row, the delivery, the endpoint (in one transaction)."""
-    for attempt in run_with_retries():
-        with attempt, transaction.atomic(durable=True):
-            _record_in_transaction(job, result)
+def _record(pairs: list[tuple[_Job, Result]]) -> None:
+    """Write the outcomes that arrived together: per attempt the attempt row, the delivery and the
+    endpoint, all in one transaction (one commit for a handful of answers); if that fails, each on
+    its own, so one bad row cannot keep the others from being recorded."""
+    try:
+        for attempt in run_with_retries():
+            with attempt, transaction.atomic(durable=True):
+                for job, result in sorted(pairs, key=lambda pair: pair[0].endpoint_id):  # lock order
+                    _record_in_transaction(job, result)
+        return
+    except Exception:
+        if len(pairs) == 1:
+            raise
+        logger.warning("recording %d webhook attempts together failed; one by one", len(pairs), exc_info=True)
+    for pair in pairs:
+        try:
+            _record([pair])
+        except Exception:  # the claim runs out and the row is sent again (same msg_id)
+            logger.exception("recording webhook delivery %s failed", pair[0].msg_id)
 
 
 def _record_in_transaction(job: _Job, result: Result) -> None:
@@ -502,14 +521,22 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
                 break
             # At most a second: rows that come due meanwhile are claimed while a slow one is out.
             done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            pairs = []
             for future in done:
                 job = in_flight.pop(future)
                 per_endpoint[job.endpoint_id] -= 1
                 try:
-                    _record(job, future.result())
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 -- _send catches what it expects; anything else is a failed attempt
+                    result = Result(AttemptOutcome.CONNECTION, None, 0, "", _clean(f"{type(exc).__name__}: {exc}",
+                                                                                   ERROR_CHARS), None, timezone.now())
+                pairs.append((job, result))
+            if pairs:
+                try:
+                    _record(pairs)
                 except Exception:  # the claim runs out and the row is sent again (same msg_id)
-                    logger.exception("recording webhook delivery %s failed", job.msg_id)
-                sent += 1
+                    logger.exception("recording webhook delivery %s failed", pairs[0][0].msg_id)
+                sent += len(pairs)
     if delivery_ids is None:
         _schedule_next_wake()
     return sent
@@ -525,9 +552,10 @@ def _schedule_next_wake() -> None:
     global _wake_scheduled_at
     if not transport.can_defer():
         return
+    # A row claimed by another sender is due again when that claim runs out (its sender died).
     earliest = (
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__status=EndpointStatus.ACTIVE)
-        .aggregate(at=Min("next_attempt_at"))["at"]
+        .aggregate(at=Min(Greatest("next_attempt_at", Coalesce("locked_until", "next_attempt_at"))))["at"]
     )
     if earliest is None:
         return
@@ -563,8 +591,14 @@ def deliveries_send_single_flight() -> None:
 
 
 def sender_wake() -> None:
-    """Wake the sender (a task on its own queue, ``outbound``; never blocks scoring)."""
-    transport.publish("realtime.deliveries_send")
+    """Wake the sender (a task on its own queue, ``outbound``; never blocks scoring) when a
+    delivery of an active endpoint is due: one indexed query, so the periodic sweep publishes
+    nothing on an installation without endpoints or with nothing due."""
+    due = WebhookDelivery.objects.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now(), endpoint__status=EndpointStatus.ACTIVE
+    )
+    if due.exists():
+        transport.publish("realtime.deliveries_send")
 
 
 # --- Operator actions (admin) ----------------------------------------------------------------------

@@ -496,3 +496,65 @@ def test_query_count_of_fan_out_does_not_grow_with_alerts(django_assert_num_quer
     many = [alert_make() for _ in range(50)]
     with django_assert_num_queries(2):
         assert outbound.deliveries_create(alerts=many) == 100
+
+
+@pytest.mark.django_db
+def test_the_sweep_wakes_the_sender_only_when_something_is_due(monkeypatch):
+    published = []
+    monkeypatch.setattr(transport, "publish", lambda name, *a, **k: published.append(name) or True)
+    # nothing at all, a paused endpoint's due row, a future retry: no wake-up
+    outbound.sender_wake()
+    paused = endpoint_make("http://127.0.0.1:19199/p", status=EndpointStatus.PAUSED)
+    outbound.deliveries_create(alerts=[alert_make()])
+    outbound.sender_wake()
+    WebhookEndpoint.objects.filter(pk=paused.pk).update(status=EndpointStatus.ACTIVE)
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    outbound.sender_wake()
+    assert published == []
+    # a due row of an active endpoint: one wake-up of the task on the outbound queue
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now())
+    outbound.sender_wake()
+    assert published == ["realtime.deliveries_send"]
+    # and in the embedded mode that task runs in a thread of its own
+    assert transport.task_spec("realtime.deliveries_send").long_running
+
+
+@pytest.mark.django_db
+def test_a_malformed_stored_secret_is_a_visible_failed_attempt(receivers):
+    receiver = receivers()
+    endpoint = endpoint_make(receiver.url)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret="whsec_???")
+    outbound.deliveries_create(alerts=[alert_make()])
+    outbound.deliveries_send()
+    attempt = DeliveryAttempt.objects.get()
+    assert "cannot sign" in attempt.error and attempt.next_attempt_at and receiver.received == []
+
+
+@pytest.mark.django_db
+def test_the_sender_schedules_its_next_wake_up_for_the_earliest_due_row_once(monkeypatch, settings):
+    published = []
+    monkeypatch.setattr(transport, "can_defer", lambda: True)
+    monkeypatch.setattr(transport, "publish", lambda name, *a, **k: published.append((name, k.get("countdown"))) or True)
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    endpoint_make("http://127.0.0.1:19199/none")
+    outbound.deliveries_create(alerts=[alert_make(), alert_make()])
+    now = timezone.now()
+    first, second = WebhookDelivery.objects.order_by("id")
+    # a retry due in 30 s, and a row claimed by a sender that died, its claim running out in 90 s
+    WebhookDelivery.objects.filter(pk=first.pk).update(next_attempt_at=now + timedelta(seconds=30))
+    WebhookDelivery.objects.filter(pk=second.pk).update(next_attempt_at=now - timedelta(seconds=5),
+                                                        locked_until=now + timedelta(seconds=90))
+    outbound.deliveries_send()
+    outbound.deliveries_send()  # a second run does not schedule a second wake-up for the same time
+    assert len(published) == 1 and published[0][0] == "realtime.deliveries_send"
+    assert 25 <= published[0][1] <= 31
+    # with only the claimed row left, the wake-up is when its claim runs out
+    WebhookDelivery.objects.filter(pk=first.pk).update(status=DeliveryStatus.SUCCEEDED)
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    outbound.deliveries_send()
+    assert 85 <= published[-1][1] <= 91
+    # beyond TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS the sweep finds it instead
+    settings.TARGETGRID_WEBHOOK_WAKE_MAX_SECONDS = 60
+    monkeypatch.setattr(outbound, "_wake_scheduled_at", 0.0)
+    outbound.deliveries_send()
+    assert len(published) == 2
