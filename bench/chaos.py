@@ -49,9 +49,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DB_NAME = "tg_chaos"
 MIX = {"PAGE_VIEW": 45, "EMAIL_OPEN": 20, "FORM_SUBMIT": 10, "DEMO_REQUEST": 4, "PURCHASE": 3, "UNSUBSCRIBE": 18}
 EXTRA_RULES = {"UNSUBSCRIBE": -30}  # created by the harness: scores hit the floor as well as the cap
-FAULTS = ("kill", "redis", "mysql", "term")
+FAULTS = ("kill", "redis", "mysql", "term", "kill-outbound")
 FAULT_TITLES = {"kill": "SIGKILL a worker", "redis": "stop Redis", "mysql": "restart MariaDB",
-                "term": "SIGTERM a worker"}
+                "term": "SIGTERM a worker", "kill-outbound": "SIGKILL the outbound worker"}
 # Twins: ids that MariaDB's utf8mb4_unicode_ci compares equal and Python does not.
 TWINS = [("A", "a"), ("straße", "strasse"), ("Ａ", "A"), ("é", "e"), ("Ö", "o")]
 
@@ -89,6 +89,14 @@ def parse_args(argv=None):
     p.add_argument("--mysql-port", type=int, default=int(os.environ.get("CHAOS_MYSQL_PORT", 3307)))
     p.add_argument("--kill-target", choices=["tree", "main", "child"], default="tree",
                    help="SIGKILL the worker's whole process tree (default), its main process, or a pool child")
+    p.add_argument("--webhooks", action="store_true",
+                   help="also a webhook endpoint (every stage change and score crossing) on a real receiver "
+                        "(bench/receiver.py: signatures verified, deduped on webhook-id); checked at the end: "
+                        "every delivery row succeeded and received, nothing else received (fault kill-outbound "
+                        "SIGKILLs the supervised outbound worker's process tree)")
+    p.add_argument("--webhook-delay", type=float, default=0.2,
+                   help="--webhooks: the receiver answers after this many seconds (requests are in flight when "
+                        "kill-outbound strikes)")
     p.add_argument("--seed", type=int, default=9)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (service data, process logs)")
     p.add_argument("--json", help="result file (default bench/results/chaos-<timestamp>.json)")
@@ -97,6 +105,8 @@ def parse_args(argv=None):
     unknown = set(args.fault_list) - set(FAULTS)
     if unknown:
         p.error(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    if "kill-outbound" in args.fault_list and not args.webhooks:
+        p.error("the fault kill-outbound needs --webhooks")
     return args
 
 
@@ -461,7 +471,29 @@ def _alive(pid: int) -> bool:
 
 
 async def inject(fault: str, rec: dict, *, sup: Supervisor, redis: PrivateRedis, mysql: PrivateMariaDB, args) -> None:
-    if fault == "kill":
+    if fault == "kill-outbound":
+        pid = sup.programs().get("outbound")
+        if pid is None:
+            raise RuntimeError("no supervised outbound worker (deploy/supervisord.conf [program:outbound])")
+        hook = WEBHOOKS["receiver"].endpoints["chaos"]
+        deadline = time.monotonic() + 15  # strike while a request is in flight, if one comes
+        while time.monotonic() < deadline:
+            with WEBHOOKS["receiver"].lock:
+                in_flight, received = hook.requests - hook.answered, len(hook.receipts)
+            if in_flight:
+                break
+            await asyncio.sleep(0.01)
+        tree = process_tree(pid)
+        rec["start"] = time.time()
+        for target in tree:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        rec["end"] = time.time()
+        rec["detail"] = (f"SIGKILL the outbound worker (pids {tree}; the receiver had {received} webhook-ids, "
+                         f"{in_flight} requests unanswered)")
+    elif fault == "kill":
         name, pid, leases = await asyncio.to_thread(busy_worker, sup, redis)
         tree = process_tree(pid)
         targets = {"tree": tree, "main": [pid], "child": tree[1:2] or [pid]}[args.kill_target]
@@ -808,6 +840,80 @@ def report(args, *, tag, stack_info, faults, driver, monitor, verdict, sup_event
     return failures, {"warnings": warnings}
 
 
+# --- webhooks (--webhooks) -----------------------------------------------------------------------
+
+WEBHOOKS: dict = {}
+
+
+def webhooks_start(args, env: dict) -> None:
+    """A real receiver in a thread of the harness, and one endpoint for every stage change and score
+    crossing (created before the stack starts)."""
+    import base64
+
+    from receiver import Receiver, ReceiverThread
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    receiver = Receiver()
+    receiver.add("chaos", secret, mode="slow" if args.webhook_delay else "fast", delay=args.webhook_delay)
+    # the first two free ports are the API's and daphne's (not bound yet: supervisord starts later)
+    thread = ReceiverThread(receiver, free_ports(args.http_ports, 3)[2])
+    thread.start()
+    WEBHOOKS.update(receiver=receiver, thread=thread)
+    manage(env, "shell", "-c",
+           "from realtime.models import WebhookEndpoint; "
+           f"WebhookEndpoint.objects.create(name='chaos', url={thread.url + '/hook/chaos'!r}, secret={secret!r})")
+    log(f"webhook receiver {thread.url}/hook/chaos (every stage change and score crossing)")
+
+
+def webhooks_check(args, mysql: PrivateMariaDB) -> dict:
+    """Once nothing is pending (bounded by --settle-timeout): the receiver's deduped webhook-ids are
+    exactly the delivery rows' msg_ids, every row succeeded, no bad signature. Doubles (at least once,
+    same id) are counted, not failed."""
+    conn = mysql.connect(DB_NAME, timeout=5)
+    conn.autocommit(True)
+
+    def query(sql):
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchall()
+
+    deadline = time.monotonic() + args.settle_timeout
+    log(f"waiting up to {args.settle_timeout:.0f}s for the webhook deliveries")
+    while True:
+        undispatched = query("SELECT COUNT(*) FROM scoring_alertevent WHERE dispatched = 0")[0][0]
+        pending = query("SELECT COUNT(*) FROM realtime_webhookdelivery WHERE status = 'pending'")[0][0]
+        if (undispatched == 0 and pending == 0) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    time.sleep(2)  # a stray resend, if any, arrives now
+    rows = dict(query("SELECT msg_id, status FROM realtime_webhookdelivery"))
+    alerts = query("SELECT COUNT(*) FROM scoring_alertevent WHERE kind IN ('lead.stage_changed', 'lead.score_crossed')")[0][0]
+    attempts = dict(query("SELECT outcome, COUNT(*) FROM realtime_deliveryattempt GROUP BY outcome"))
+    conn.close()
+    hook = WEBHOOKS["receiver"].endpoints["chaos"]
+    with WEBHOOKS["receiver"].lock:
+        receipts = {msg_id: len(times) for msg_id, times in hook.receipts.items()}
+        invalid = hook.invalid
+    by_status = Counter(rows.values())
+    failures = []
+    if len(rows) != alerts:
+        failures.append(f"{alerts} lead alerts but {len(rows)} delivery rows")
+    if set(receipts) != set(rows):
+        failures.append(f"received ids != delivery rows: {len(set(rows) - set(receipts))} never received, "
+                        f"{len(set(receipts) - set(rows))} received without a row")
+    if by_status.get("succeeded", 0) != len(rows):
+        failures.append(f"delivery rows not succeeded: {dict(by_status)}")
+    if invalid:
+        failures.append(f"{invalid} requests with a bad signature")
+    out = {"alerts": alerts, "rows": len(rows), "rows_by_status": dict(by_status), "attempts": attempts,
+           "received_unique": len(receipts), "received": sum(receipts.values()),
+           "doubled": sum(1 for n in receipts.values() if n > 1), "invalid": invalid, "failures": failures}
+    print(f"webhooks: {alerts} lead alerts, {len(rows)} delivery rows {dict(by_status)}, attempts {attempts}; "
+          f"receiver: {out['received']} receipts, {len(receipts)} unique webhook-ids, {out['doubled']} received "
+          f"more than once (same id), {invalid} bad signatures -> {'OK' if not failures else 'FAIL'}")
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     tag = "c" + secrets.token_hex(3)
@@ -839,6 +945,8 @@ def main(argv=None) -> int:
                    f"from scoring.services import rule_save; rule_save(event_type={event_type!r}, points={points})")
         # Draft edits score nothing until published (docs/scoring-model.md).
         manage(env, "shell", "-c", "from scoring.rescoring import ruleset_publish; ruleset_publish(actor='chaos')")
+        if args.webhooks:
+            webhooks_start(args, env)
         sup = Supervisor(ROOT / "deploy" / "supervisord.conf", env, workdir / "run", ROOT)
         sup.start(str(BIN / "supervisord"))
         api_url = f"http://127.0.0.1:{api_port}"
@@ -862,6 +970,11 @@ def main(argv=None) -> int:
         findings = log_findings(workdir / "run")
         failures, extra = report(args, tag=tag, stack_info=stack_info, faults=faults, driver=driver, monitor=monitor,
                                  verdict=verdict, sup_events=sup_events, findings=findings, started=started)
+        if args.webhooks:
+            extra["webhooks"] = webhooks_check(args, mysql)
+            failures += extra["webhooks"]["failures"]
+            if extra["webhooks"]["failures"]:
+                print("FAIL (webhooks): " + "; ".join(extra["webhooks"]["failures"]))
         RESULTS.mkdir(exist_ok=True)
         out = Path(args.json) if args.json else RESULTS / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps({
@@ -887,6 +1000,8 @@ def main(argv=None) -> int:
         if sup is not None:
             log("stopping supervisord (and its programs)")
             sup.stop()
+        if WEBHOOKS.get("thread") is not None:
+            WEBHOOKS["thread"].stop()
         redis.stop()
         mysql.stop()
         if args.keep:
