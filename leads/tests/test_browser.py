@@ -698,13 +698,25 @@ def engagement_digit(score: int) -> str:
     return "1" if score >= 300 else "2" if score >= 100 else "3" if score >= 40 else "4"
 
 
-def assert_on_screen(page, locator) -> None:
-    """Every element of ``locator`` lies inside the viewport's width (no key column pushed off)."""
+def assert_on_screen(page, locator, *, settle_seconds: float = 5.0) -> None:
+    """Every element of ``locator`` lies inside the viewport's width (no key column pushed off).
+
+    Live pages re-render while they are measured (a leaderboard frame computed a moment earlier,
+    e.g. by the rescore a fixture's publish started, may briefly replace the rows): the layout is
+    measured again until it holds or ``settle_seconds`` passed, and the last measurement is asserted."""
     width = page.viewport_size["width"]
-    boxes = locator.evaluate_all("nodes => nodes.map(n => { const r = n.getBoundingClientRect(); return [r.left, r.right, r.width]; })")
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        boxes = locator.evaluate_all(
+            "nodes => nodes.map(n => { const r = n.getBoundingClientRect(); return [r.left, r.right, r.width]; })"
+        )
+        bad = [(left, right, box_width) for left, right, box_width in boxes
+               if not (box_width > 0 and left >= 0 and right <= width + 0.5)]
+        if (boxes and not bad) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
     assert boxes, "nothing to check"
-    for left, right, box_width in boxes:
-        assert box_width > 0 and left >= 0 and right <= width + 0.5, (left, right, width)
+    assert not bad, (bad, width)
 
 
 def test_lead_page_explains_the_score_and_follows_the_grade_live(sized_page, scoring_model):
