@@ -18,7 +18,7 @@ OUTBOUND_CONCURRENCY ?= 1
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
-.PHONY: run test install install-dev install-prod web worker worker-imports worker-outbound beat prod bench bench-pages bench-rescore chaos seed migrate clean
+.PHONY: run test install install-dev install-prod web worker worker-imports worker-outbound beat prod bench bench-pages bench-rescore bench-alerts chaos seed migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,13 @@ bench: install-dev
 bench-rescore: install-dev
 	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory install-prod; fi
 	$(BIN)/python bench/rescore.py $(BENCH_ARGS)
+
+## Issue #11 acceptance 2 and 4: 10,000 leads cross MQL per mode (no endpoint / a fast one / a hanging
+## one) on the prod stack + an outbound worker; scoring rate per mode against none, every delivery
+## counted at a real receiver (signatures verified, deduped on webhook-id). Needs DATABASE_URL
+## (mysql://.../tg_bench*) and REDIS_URL; BENCH_ARGS="--crossings 2000 --modes none,fast".
+bench-alerts: install-dev install-prod
+	$(BIN)/python bench/alerts.py $(BENCH_ARGS)
 
 ## Render time of the operator pages (default 100,000 leads; BENCH_ARGS="--leads 10000").
 bench-pages: install-dev

@@ -281,7 +281,8 @@ def _fresh_mysql(database_url: str, *, allow_any: bool) -> None:
 
 def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: int, web_workers: int,
                web_threads: int, allow_any_db: bool, pool: str = "prefork",
-               extra_env: dict[str, str] | None = None, import_workers: int = 0) -> Stack:
+               extra_env: dict[str, str] | None = None, import_workers: int = 0, outbound_workers: int = 0,
+               outbound_concurrency: int = 1, outbound_nice: int = 0, beat: bool = False) -> Stack:
     import redis
 
     if not database_url.startswith("mysql"):
@@ -328,6 +329,18 @@ def start_prod(*, database_url: str, redis_url: str, workers: int, concurrency: 
                 "-Q", "imports", "-n", f"bench-imports{index}@%h", "--without-gossip", "--without-mingle"]
         stack.procs.append(_spawn("imports", f"celery-imports{index}", args, env, workdir))
         workers += 1  # counted by /health like the others
+    for index in range(outbound_workers):
+        # the outbound webhook sender's workers (queue "outbound": a slow receiver never holds up scoring)
+        args = [*(["nice", "-n", str(outbound_nice)] if outbound_nice else []),
+                str(BIN / "celery"), "-A", "config", "worker", "-l", "warning", "-P", "prefork",
+                "-c", str(outbound_concurrency), "-Q", "outbound", "-n", f"bench-outbound{index}@%h",
+                "--without-gossip", "--without-mingle"]
+        stack.procs.append(_spawn("outbound", f"celery-outbound{index}", args, env, workdir))
+        workers += 1
+    if beat:
+        # the periodic sweeps (pending events, undispatched alerts, due deliveries), as `make beat`
+        args = [str(BIN / "celery"), "-A", "config", "beat", "-l", "warning", "-s", str(workdir / "celerybeat-schedule")]
+        stack.procs.append(_spawn("beat", "celery-beat", args, env, workdir))
     try:
         health = _wait_healthy(stack)
         deadline = time.monotonic() + 60
