@@ -599,8 +599,8 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
     A bounded pool of threads does the HTTP (no database work in them); this thread claims rows as
     slots free up and records the results as they arrive, so a receiver that hangs holds one slot
     (at most the per-endpoint cap) until its timeout, never the others. Results are gathered for
-    a moment (a quarter of the requests in flight, or ``GATHER_SECONDS``) and recorded together;
-    a claim waits for a quarter of the slots to free up: fewer, larger transactions.
+    a moment (half the requests in flight, or ``GATHER_SECONDS``) and recorded together; a claim
+    waits for half of what the last one left in flight to come back: fewer, larger transactions.
     ``delivery_ids``: send just these pending rows now, whatever their endpoint's status or
     schedule (the test button)."""
     if max_seconds is None:
@@ -618,8 +618,8 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="targetgrid-webhook") as pool:
         while True:
             may_claim = not claimed if delivery_ids is not None else time.monotonic() < deadline
-            # Claim when nothing is out, when a quarter of what the last claim left in flight has
-            # come back, or after a second (rows that came due meanwhile, other endpoints).
+            # Claim when nothing is out, when half of what the last claim left in flight has come
+            # back, or after a second (rows that came due meanwhile, other endpoints).
             if may_claim and (not in_flight or freed >= claim_at or time.monotonic() - last_claim >= 1.0):
                 jobs = _claim(limit=threads - len(in_flight), in_flight=per_endpoint, delivery_ids=delivery_ids)
                 claimed, freed, last_claim = True, 0, time.monotonic()
@@ -628,7 +628,7 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
                     in_flight[future] = job
                     per_endpoint[job.endpoint_id] = per_endpoint.get(job.endpoint_id, 0) + 1
                     future.add_done_callback(finished.put)
-                claim_at = max(1, min(len(in_flight), threads) // 4)
+                claim_at = max(1, min(len(in_flight), threads) // 2)
                 if not jobs and not in_flight:
                     break
             if not in_flight:
@@ -656,20 +656,20 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
     return sent
 
 
-# How long the sender gathers answers before recording them (when fewer than a quarter of the
-# requests in flight have come back): a few ms of latency for a transaction per batch.
+# How long the sender gathers answers before recording them (when fewer than half the requests
+# in flight have come back): a few ms of latency for a transaction per batch.
 GATHER_SECONDS = 0.05
 
 
 def _gather(finished: queue.SimpleQueue, *, in_flight: int) -> list:
     """Futures that completed: waits up to a second for the first (rows that come due meanwhile
-    are claimed while a slow one is out), then up to ``GATHER_SECONDS`` more until a quarter of
+    are claimed while a slow one is out), then up to ``GATHER_SECONDS`` more until half of
     the ``in_flight`` requests are back."""
     try:
         done = [finished.get(timeout=1.0)]
     except queue.Empty:
         return []
-    want = max(1, in_flight // 4)
+    want = max(1, in_flight // 2)
     until = time.monotonic() + GATHER_SECONDS
     while len(done) < want:
         left = until - time.monotonic()
