@@ -619,8 +619,11 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
         while True:
             may_claim = not claimed if delivery_ids is not None else time.monotonic() < deadline
             # Claim when nothing is out, when half of what the last claim left in flight has come
-            # back, or after a second (rows that came due meanwhile, other endpoints).
-            if may_claim and (not in_flight or freed >= claim_at or time.monotonic() - last_claim >= 1.0):
+            # back, when anything came back 0.1 s after the last claim (slow receivers hold the
+            # rest), or after a second (rows that came due meanwhile, other endpoints).
+            since = time.monotonic() - last_claim
+            if may_claim and (not in_flight or freed >= claim_at or (freed and since >= 2 * GATHER_SECONDS)
+                              or since >= 1.0):
                 jobs = _claim(limit=threads - len(in_flight), in_flight=per_endpoint, delivery_ids=delivery_ids)
                 claimed, freed, last_claim = True, 0, time.monotonic()
                 for job in jobs:
