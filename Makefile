@@ -15,6 +15,8 @@ IMPORT_CONCURRENCY ?= 1
 # Outbound webhooks wait on receivers: their own queue and worker (`make worker-outbound`); each
 # process sends from a pool of TARGETGRID_WEBHOOK_SENDER_THREADS threads.
 OUTBOUND_CONCURRENCY ?= 1
+# The sender runs at a lower CPU priority: scoring bursts first, deliveries catch up (bench/README.md).
+OUTBOUND_NICE ?= 10
 # gthread: HTTP keep-alive (the sync worker closes every connection) and overlapped database waits.
 WEB_THREADS ?= 4
 
@@ -75,7 +77,7 @@ worker-imports: install-prod
 	$(BIN)/celery -A config worker -l info -c $(IMPORT_CONCURRENCY) -Q $(IMPORT_QUEUES) -n imports@%h
 
 worker-outbound: install-prod
-	$(BIN)/celery -A config worker -l info -c $(OUTBOUND_CONCURRENCY) -Q outbound -n outbound@%h
+	nice -n $(OUTBOUND_NICE) $(BIN)/celery -A config worker -l info -c $(OUTBOUND_CONCURRENCY) -Q outbound -n outbound@%h
 
 beat: install-prod
 	$(BIN)/celery -A config beat -l info -s $${TARGETGRID_DATA_DIR:-var}/celerybeat-schedule

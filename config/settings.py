@@ -357,8 +357,8 @@ TARGETGRID_WEBHOOK_PAUSE_AFTER = env_int("TARGETGRID_WEBHOOK_PAUSE_AFTER", 10)
 TARGETGRID_WEBHOOK_ROTATION_OVERLAP_HOURS = env_int("TARGETGRID_WEBHOOK_ROTATION_OVERLAP_HOURS", 24)
 # A sender's requests in flight (threads), at most this many to one endpoint, and how long one
 # sender task runs before it hands over (a wake-up or the sweep starts the next).
-TARGETGRID_WEBHOOK_SENDER_THREADS = env_int("TARGETGRID_WEBHOOK_SENDER_THREADS", 16)
-TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY = env_int("TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+TARGETGRID_WEBHOOK_SENDER_THREADS = env_int("TARGETGRID_WEBHOOK_SENDER_THREADS", 32)
+TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY = env_int("TARGETGRID_WEBHOOK_ENDPOINT_CONCURRENCY", 16)
 TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS = env_int("TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS", 60)
 # A sender schedules its own wake-up for the next retry due within this long; later ones are
 # found by the periodic alerts sweep (a countdown longer than the broker's visibility timeout

@@ -23,12 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import queue
 import random
 import secrets as secrets_module
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -342,7 +343,9 @@ def _claim(*, limit: int, in_flight: dict[int, int], delivery_ids=None) -> list[
                     rows = rows.filter(_due_filter(now))
                 if picked:
                     rows = rows.exclude(pk__in=[row.pk for row in picked])
-                window = (limit - len(picked)) * 4
+                # Read no more rows than could be taken: a backlog of one endpoint yields its
+                # free slots, not four times the limit (each row read is locked and built).
+                window = min((limit - len(picked)) * 4, sum(cap - counts.get(pk, 0) for pk in open_ids))
                 rows = list(rows.only("id", "endpoint_id", "msg_id", "body", "attempts")
                             .order_by("next_attempt_at")[:window])
                 for row in rows:
@@ -388,14 +391,13 @@ def _send(job: _Job) -> Result:
 
 
 def _record(pairs: list[tuple[_Job, Result]]) -> None:
-    """Write the outcomes that arrived together: per attempt the attempt row, the delivery and the
-    endpoint, all in one transaction (one commit for a handful of answers); if that fails, each on
-    its own, so one bad row cannot keep the others from being recorded."""
+    """Write the outcomes that arrived together in one transaction with a fixed number of
+    statements (:func:`_record_group`); if that fails, each on its own (the one-by-one path), so
+    one bad row cannot keep the others from being recorded."""
     try:
         for attempt in run_with_retries():
             with attempt, transaction.atomic(durable=True):
-                for job, result in sorted(pairs, key=lambda pair: pair[0].endpoint_id):  # lock order
-                    _record_in_transaction(job, result)
+                _record_group(pairs)
         return
     except Exception:
         if len(pairs) == 1:
@@ -403,71 +405,174 @@ def _record(pairs: list[tuple[_Job, Result]]) -> None:
         logger.warning("recording %d webhook attempts together failed; one by one", len(pairs), exc_info=True)
     for pair in pairs:
         try:
-            _record([pair])
+            _record_one(*pair)
         except Exception:  # the claim runs out and the row is sent again (same msg_id)
             logger.exception("recording webhook delivery %s failed", pair[0].msg_id)
 
 
+def _record_one(job: _Job, result: Result) -> None:
+    """The one-by-one path: one result in a transaction of its own."""
+    for attempt in run_with_retries():
+        with attempt, transaction.atomic(durable=True):
+            _record_in_transaction(job, result)
+
+
+@dataclass
+class _Outcome:
+    status: str
+    next_at: datetime | None
+    retry_after: int | None
+    success: bool
+    gone: bool
+
+
+def _outcome_of(job: _Job, result: Result, *, now: datetime) -> _Outcome:
+    """What one answer means for its delivery: succeeded, failed for good (410, the series'
+    last attempt) or pending again after the later of our back-off and ``Retry-After``."""
+    success = result.outcome == AttemptOutcome.SUCCESS
+    gone = result.status_code == 410
+    retry_after = None if success else retry_after_parse(result.retry_after, now=now)
+    series = job.series_done + 1
+    if success:
+        return _Outcome(DeliveryStatus.SUCCEEDED, None, None, True, False)
+    if gone or series >= settings.TARGETGRID_WEBHOOK_MAX_ATTEMPTS:
+        return _Outcome(DeliveryStatus.FAILED, None, retry_after, False, gone)
+    # The later of our back-off and the receiver's Retry-After (bounded): never sooner than the
+    # receiver asked, never sooner than our own schedule.
+    delay = max(retry_delay(series), float(retry_after or 0))
+    return _Outcome(DeliveryStatus.PENDING, now + timedelta(seconds=delay), retry_after, False, False)
+
+
+def _endpoint_account(endpoint: WebhookEndpoint, job: _Job, result: Result, outcome: _Outcome, *,
+                      now: datetime, fields: set[str]) -> bool:
+    """One answer's effect on its endpoint (in memory; the caller saves ``fields``): consecutive
+    failures, 410 disables, ``PAUSE_AFTER`` consecutive failures pause it and tell the operator.
+    Returns True when this answer disabled the endpoint (the caller cancels its pending rows)."""
+    if outcome.success:
+        endpoint.consecutive_failures, endpoint.last_success_at = 0, now
+        fields.update(("consecutive_failures", "last_success_at"))
+    else:
+        endpoint.consecutive_failures += 1
+        endpoint.last_failure_at = now
+        fields.update(("consecutive_failures", "last_failure_at"))
+    if outcome.gone and endpoint.status != EndpointStatus.DISABLED:
+        endpoint.status = EndpointStatus.DISABLED
+        endpoint.status_reason = f"the receiver answered 410 Gone (delivery {job.msg_id})"[:500]
+        endpoint.status_changed_at = now
+        fields.update(("status", "status_reason", "status_changed_at"))
+        return True
+    if (not outcome.success and endpoint.status == EndpointStatus.ACTIVE
+            and endpoint.consecutive_failures >= settings.TARGETGRID_WEBHOOK_PAUSE_AFTER):
+        endpoint.status = EndpointStatus.PAUSED
+        endpoint.status_reason = f"{endpoint.consecutive_failures} consecutive failures; last: {result.error}"[:500]
+        endpoint.status_changed_at = now
+        fields.update(("status", "status_reason", "status_changed_at"))
+        _paused_alert(endpoint, last_error=result.error, now=now)
+    return False
+
+
+def _attempt_row(job: _Job, result: Result, outcome: _Outcome, *, number: int) -> dict:
+    return {
+        "delivery_id": job.delivery_id, "number": number, "outcome": result.outcome,
+        "status_code": result.status_code, "latency_ms": result.latency_ms, "response_excerpt": result.excerpt,
+        "error": result.error, "retry_after_seconds": outcome.retry_after, "next_attempt_at": outcome.next_at,
+        "started_at": result.started_at,
+    }
+
+
+def _record_group(pairs: list[tuple[_Job, Result]]) -> None:
+    """Set-based recording, recorded exactly as :func:`_record_in_transaction` one pair after the
+    other (endpoints in pk order, each endpoint's answers in arrival order) would, in a number of
+    statements that does not grow with the answers: the endpoints locked in one statement (pk
+    order), the deliveries read in one, the attempt rows inserted in one, the successful deliveries
+    updated in one per status code; then one UPDATE per failed delivery (each has its own
+    schedule), per endpoint saved (and per endpoint disabled or paused)."""
+    ids = [job.delivery_id for job, _ in pairs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the same delivery twice in one group")  # -> one by one, in order
+    now = timezone.now()
+    endpoints = {
+        endpoint.pk: endpoint
+        for endpoint in WebhookEndpoint.objects.select_for_update()
+        .filter(pk__in=sorted({job.endpoint_id for job, _ in pairs})).order_by("pk")
+    }
+    attempts = dict(WebhookDelivery.objects.filter(pk__in=ids).values_list("id", "attempts"))
+    attempt_rows: list[dict] = []
+    succeeded: dict[int | None, list] = {}  # status code -> delivery ids
+    failed: list[tuple[uuid.UUID, Result, _Outcome]] = []
+    disabled: list[WebhookEndpoint] = []
+    saves: list[tuple[WebhookEndpoint, set[str]]] = []
+    for endpoint_id in sorted(endpoints):  # the one-by-one path's order: lock order, then arrival
+        endpoint = endpoints[endpoint_id]
+        fields: set[str] = set()
+        cancelled = False  # after a 410 the endpoint's pending rows are cancelled, later answers too
+        for job, result in pairs:
+            if job.endpoint_id != endpoint_id or job.delivery_id not in attempts:
+                continue  # deleted meanwhile
+            outcome = _outcome_of(job, result, now=now)
+            attempt_rows.append(_attempt_row(job, result, outcome, number=attempts[job.delivery_id] + 1))
+            if not cancelled:
+                if outcome.success:
+                    succeeded.setdefault(result.status_code, []).append(job.delivery_id)
+                else:
+                    failed.append((job.delivery_id, result, outcome))
+            if _endpoint_account(endpoint, job, result, outcome, now=now, fields=fields):
+                cancelled = True
+                disabled.append(endpoint)
+        if fields:
+            saves.append((endpoint, fields))
+    dicts_insert(DeliveryAttempt, attempt_rows)
+    # Only a row still pending changes state (an operator may have cancelled it meanwhile).
+    for status_code, delivery_ids in succeeded.items():
+        WebhookDelivery.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.PENDING).update(
+            attempts=F("attempts") + 1, status=DeliveryStatus.SUCCEEDED, locked_until=None,
+            last_status_code=status_code, last_error="", delivered_at=now,
+        )
+    for delivery_id, result, outcome in failed:
+        changes = {
+            "attempts": F("attempts") + 1, "status": outcome.status, "locked_until": None,
+            "last_status_code": result.status_code, "last_error": result.error,
+        }
+        if outcome.next_at is not None:
+            changes["next_attempt_at"] = outcome.next_at
+        WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(**changes)
+    for endpoint in disabled:
+        _cancel_pending(endpoint, reason=endpoint.status_reason)
+    for endpoint, fields in saves:
+        endpoint.save(update_fields=[*sorted(fields), "updated_at"])
+
+
 def _record_in_transaction(job: _Job, result: Result) -> None:
+    """One answer, the one-by-one way (the fallback of :func:`_record_group`, and its reference)."""
     now = timezone.now()
     endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=job.endpoint_id).first()
     delivery = WebhookDelivery.objects.filter(pk=job.delivery_id).only("id", "attempts", "status").first()
     if endpoint is None or delivery is None:
         return  # deleted meanwhile
-    number = delivery.attempts + 1
-    series = job.series_done + 1
-    success = result.outcome == AttemptOutcome.SUCCESS
-    gone = result.status_code == 410
-    retry_after = None if success else retry_after_parse(result.retry_after, now=now)
-    next_at = None
-    if success:
-        status = DeliveryStatus.SUCCEEDED
-    elif gone or series >= settings.TARGETGRID_WEBHOOK_MAX_ATTEMPTS:
-        status = DeliveryStatus.FAILED
-    else:
-        # The later of our back-off and the receiver's Retry-After (bounded): never sooner than the
-        # receiver asked, never sooner than our own schedule.
-        delay = max(retry_delay(series), float(retry_after or 0))
-        status, next_at = DeliveryStatus.PENDING, now + timedelta(seconds=delay)
-    DeliveryAttempt.objects.create(
-        delivery_id=job.delivery_id, number=number, outcome=result.outcome, status_code=result.status_code,
-        latency_ms=result.latency_ms, response_excerpt=result.excerpt, error=result.error,
-        retry_after_seconds=retry_after, next_attempt_at=next_at, started_at=result.started_at,
-    )
+    outcome = _outcome_of(job, result, now=now)
+    DeliveryAttempt.objects.create(**_attempt_row(job, result, outcome, number=delivery.attempts + 1))
     changes = {
-        "attempts": F("attempts") + 1, "status": status, "locked_until": None,
+        "attempts": F("attempts") + 1, "status": outcome.status, "locked_until": None,
         "last_status_code": result.status_code, "last_error": result.error,
     }
-    if success:
+    if outcome.success:
         changes["delivered_at"] = now
-    if next_at is not None:
-        changes["next_attempt_at"] = next_at
+    if outcome.next_at is not None:
+        changes["next_attempt_at"] = outcome.next_at
     # Only a row still pending changes state (an operator may have cancelled it meanwhile).
     WebhookDelivery.objects.filter(pk=job.delivery_id, status=DeliveryStatus.PENDING).update(**changes)
-
-    fields = []
-    if success:
-        endpoint.consecutive_failures, endpoint.last_success_at = 0, now
-        fields += ["consecutive_failures", "last_success_at"]
-    else:
-        endpoint.consecutive_failures += 1
-        endpoint.last_failure_at = now
-        fields += ["consecutive_failures", "last_failure_at"]
-    if gone and endpoint.status != EndpointStatus.DISABLED:
-        _disable(endpoint, reason=f"the receiver answered 410 Gone (delivery {job.msg_id})", now=now)
-        fields += ["status", "status_reason", "status_changed_at"]
-    elif (not success and endpoint.status == EndpointStatus.ACTIVE
-          and endpoint.consecutive_failures >= settings.TARGETGRID_WEBHOOK_PAUSE_AFTER):
-        endpoint.status = EndpointStatus.PAUSED
-        endpoint.status_reason = f"{endpoint.consecutive_failures} consecutive failures; last: {result.error}"[:500]
-        endpoint.status_changed_at = now
-        fields += ["status", "status_reason", "status_changed_at"]
-        _paused_alert(endpoint, last_error=result.error, now=now)
-    endpoint.save(update_fields=[*fields, "updated_at"])
+    fields: set[str] = set()
+    if _endpoint_account(endpoint, job, result, outcome, now=now, fields=fields):
+        _cancel_pending(endpoint, reason=endpoint.status_reason)
+    endpoint.save(update_fields=[*sorted(fields), "updated_at"])
 
 
 def _disable(endpoint: WebhookEndpoint, *, reason: str, now: datetime) -> None:
     endpoint.status, endpoint.status_reason, endpoint.status_changed_at = EndpointStatus.DISABLED, reason[:500], now
+    _cancel_pending(endpoint, reason=reason)
+
+
+def _cancel_pending(endpoint: WebhookEndpoint, *, reason: str) -> None:
     WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, status=DeliveryStatus.PENDING).update(
         status=DeliveryStatus.CANCELLED, locked_until=None, last_error=reason[:500]
     )
@@ -492,35 +597,46 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
     """Send due deliveries until none is due or ``max_seconds`` passed; returns attempts made.
 
     A bounded pool of threads does the HTTP (no database work in them); this thread claims rows as
-    slots free up and records each result as it arrives, so a receiver that hangs holds one slot
-    (at most the per-endpoint cap) until its timeout, never the others. ``delivery_ids``: send just
-    these pending rows now, whatever their endpoint's status or schedule (the test button)."""
+    slots free up and records the results as they arrive, so a receiver that hangs holds one slot
+    (at most the per-endpoint cap) until its timeout, never the others. Results are gathered for
+    a moment (half the requests in flight, or ``GATHER_SECONDS``) and recorded together; a claim
+    waits for half of what the last one left in flight to come back: fewer, larger transactions.
+    ``delivery_ids``: send just these pending rows now, whatever their endpoint's status or
+    schedule (the test button)."""
     if max_seconds is None:
         max_seconds = settings.TARGETGRID_WEBHOOK_SENDER_MAX_SECONDS
     threads = max(1, settings.TARGETGRID_WEBHOOK_SENDER_THREADS)
-    # Claim when a quarter of the slots are free (or none is busy): fewer, fuller claims.
-    claim_at = max(1, threads // 4)
     deadline = time.monotonic() + max_seconds
     in_flight: dict = {}  # future -> job
     per_endpoint: dict[int, int] = {}
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, as they complete
     sent = 0
     claimed = False
+    freed = 0  # slots freed since the last claim
+    claim_at = 1
+    last_claim = 0.0
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="targetgrid-webhook") as pool:
         while True:
-            free = threads - len(in_flight)
             may_claim = not claimed if delivery_ids is not None else time.monotonic() < deadline
-            if may_claim and (free >= claim_at or not in_flight):
-                jobs = _claim(limit=free, in_flight=per_endpoint, delivery_ids=delivery_ids)
-                claimed = True
+            # Claim when nothing is out, when half of what the last claim left in flight has come
+            # back, when anything came back 0.1 s after the last claim (slow receivers hold the
+            # rest), or after a second (rows that came due meanwhile, other endpoints).
+            since = time.monotonic() - last_claim
+            if may_claim and (not in_flight or freed >= claim_at or (freed and since >= 2 * GATHER_SECONDS)
+                              or since >= 1.0):
+                jobs = _claim(limit=threads - len(in_flight), in_flight=per_endpoint, delivery_ids=delivery_ids)
+                claimed, freed, last_claim = True, 0, time.monotonic()
                 for job in jobs:
-                    in_flight[pool.submit(_send, job)] = job
+                    future = pool.submit(_send, job)
+                    in_flight[future] = job
                     per_endpoint[job.endpoint_id] = per_endpoint.get(job.endpoint_id, 0) + 1
+                    future.add_done_callback(finished.put)
+                claim_at = max(1, min(len(in_flight), threads) // 2)
                 if not jobs and not in_flight:
                     break
             if not in_flight:
                 break
-            # At most a second: rows that come due meanwhile are claimed while a slow one is out.
-            done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            done = _gather(finished, in_flight=len(in_flight))
             pairs = []
             for future in done:
                 job = in_flight.pop(future)
@@ -532,6 +648,7 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
                                                                                    ERROR_CHARS), None, timezone.now())
                 pairs.append((job, result))
             if pairs:
+                freed += len(pairs)
                 try:
                     _record(pairs)
                 except Exception:  # the claim runs out and the row is sent again (same msg_id)
@@ -540,6 +657,34 @@ def deliveries_send(*, max_seconds: float | None = None, delivery_ids=None) -> i
     if delivery_ids is None:
         _schedule_next_wake()
     return sent
+
+
+# How long the sender gathers answers before recording them (when fewer than half the requests
+# in flight have come back): a few ms of latency for a transaction per batch.
+GATHER_SECONDS = 0.05
+
+
+def _gather(finished: queue.SimpleQueue, *, in_flight: int) -> list:
+    """Futures that completed: waits up to a second for the first (rows that come due meanwhile
+    are claimed while a slow one is out), then up to ``GATHER_SECONDS`` more until half of
+    the ``in_flight`` requests are back."""
+    try:
+        done = [finished.get(timeout=1.0)]
+    except queue.Empty:
+        return []
+    want = max(1, in_flight // 2)
+    until = time.monotonic() + GATHER_SECONDS
+    while len(done) < want:
+        left = until - time.monotonic()
+        try:
+            done.append(finished.get(timeout=left) if left > 0 else finished.get_nowait())
+        except queue.Empty:
+            break
+    while True:  # whatever else is already back
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done
 
 
 _wake_lock = threading.Lock()
