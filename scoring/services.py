@@ -270,7 +270,9 @@ def _process_locked(ids: list[uuid.UUID], lead_ids=None) -> ProcessResult:
         late = last is not None and _key(new[0].timestamp, new[0].event_id) < last
         if (
             (lead.rule_version != ruleset.version and last is not None)
-            or (ruleset.decays and (lead.decaying or _any_decaying(ruleset, new)))
+            # (a late event under a decaying rule set: the tail's stored points are raw, and an
+            # expired contribution no longer marks the lead as decaying; only the definition refolds it)
+            or (ruleset.decays and (lead.decaying or late or _any_decaying(ruleset, new)))
             or (ruleset.stateful and late and policy is engine.LatePolicy.REFOLD)
         ):
             full[lead_id] = new

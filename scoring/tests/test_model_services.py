@@ -212,6 +212,24 @@ def test_a_fully_expired_contribution_stops_the_periodic_refresh(publish):
     assert leads_decay_refresh() == 0
 
 
+def test_a_late_event_before_an_expired_contribution_refolds_with_the_expiry(publish):
+    # Given an expiring rule whose only event has already expired when it is scored (the lead holds
+    # nothing decaying any more: stored points 40 raw, score 0),
+    ScoringRule.objects.create(event_type="WEBINAR", points=40, expire_after_days=1)
+    publish()
+    when = at(days=-6)
+    ingest(payload("e3", when=when, event_type="WEBINAR"))
+    lead = Lead.objects.get()
+    assert (lead.current_score, lead.decaying) == (0, False)
+    # when a late event of a non-decaying type arrives before it (same time, smaller event id),
+    ingest(payload("e2", when=when, event_type="EMAIL_OPEN"))
+    # then the refold applies the expiry again (found by the oracle property test on a replay: the
+    # incremental refold summed the tail's raw stored points and gave 40).
+    lead.refresh_from_db()
+    assert lead.current_score == oracle_score(lead) == 10
+    audit_sums_to_score(lead)
+
+
 def test_a_dropped_late_event_takes_no_cap_slot(publish, settings):
     settings.TARGETGRID_LATE_EVENTS = "drop"
     ScoringRule.objects.filter(event_type="PAGE_VIEW").update(cap_count=2)
