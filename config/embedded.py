@@ -38,6 +38,7 @@ class EmbeddedWorker:
         self._inbox: queue.SimpleQueue | None = None
         self._lock = threading.Lock()
         self.processed = 0  # items handed to batch tasks (events scored), for /health
+        self._periodic: set[str] = set()  # names of the scheduled (periodic) tasks
 
     @property
     def running(self) -> bool:
@@ -93,9 +94,13 @@ class EmbeddedWorker:
         self._wake.set()
 
     def _every(self, spec, seconds: float) -> None:
+        self._periodic.add(spec.name)
+
         def tick() -> None:
             # Only when idle: a sweep queued behind a backlog would re-send the backlog's own ids.
-            if not self._pending:
+            # Other periodic tasks queued at the same moment are not a backlog: entries with the
+            # same period tick together, and the first one queued must not starve the others.
+            if all(message[0].name in self._periodic and message[0] is not spec for message in self._pending):
                 self._put((spec, (), {}))
             self._every(spec, seconds)
 

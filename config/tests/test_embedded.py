@@ -94,3 +94,48 @@ def test_embedded_worker_resumes_imports_left_by_a_previous_process(settings, mo
     job.refresh_from_db()
     assert job.status == ImportStatus.COMPLETED and job.accepted == 1
     assert Event.objects.filter(event_id="r1").exists()
+
+
+def test_periodic_tasks_with_the_same_period_all_run(settings):
+    # Given two periodic tasks with the same period (the scoring sweep and the alerts sweep, both
+    # every TARGETGRID_SWEEP_SECONDS) and a third with another one,
+    from config.transport import TaskSpec
+
+    runs = {"a": 0, "b": 0, "c": 0}
+
+    def spec(name):
+        def func():
+            runs[name] += 1
+        return TaskSpec(name=f"test.{name}", func=func)
+
+    worker = EmbeddedWorker()
+
+    async def scenario():
+        worker.ensure_started(schedule=[(spec("a"), {}, 0.05), (spec("b"), {}, 0.05), (spec("c"), {}, 0.07)])
+        await asyncio.sleep(0.6)
+        worker._task.cancel()
+
+    async_to_sync(scenario)()
+    # then each runs on its schedule (before, the first one queued at a tick starved the second
+    # forever: the alerts sweep never ran in `make run`, so a lost wake-up was never made good)
+    assert all(count >= 4 for count in runs.values()), runs
+
+
+def test_a_periodic_task_is_not_queued_behind_real_work(settings):
+    # Given a backlog of real work queued,
+    from config.transport import TaskSpec
+
+    worker = EmbeddedWorker()
+    sweep = TaskSpec(name="test.sweep", func=lambda: None)
+    work = TaskSpec(name="test.work", func=lambda: None)
+
+    async def scenario():
+        worker.loop = asyncio.get_running_loop()
+        worker._wake = asyncio.Event()
+        worker._put((work, (), {}))
+        worker._every(sweep, 0.01)
+        await asyncio.sleep(0.05)
+        return [message[0].name for message in worker._pending]
+
+    # then the sweep waits until the worker is idle (it would re-send the backlog's own ids)
+    assert async_to_sync(scenario)() == ["test.work"]
